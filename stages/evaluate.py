@@ -1,0 +1,49 @@
+"""Stage `evaluate`: zero-shot accuracy of every fine-tuned model on the test split.
+
+    python stages/evaluate.py --finetuned data/finetuned --data data/prepared --out reports/eval
+
+Models come from params (cascade.models), never from listing folders, so leftovers of a longer
+cascade are not reported. Writes metrics.json (accuracy per language, average, retention,
+parameters) and confusion.json.
+"""
+
+import argparse
+from pathlib import Path
+
+from kdcascade import classify, data, evaluation, models, runtime, schedule, training
+from kdcascade.errors import ConfigError
+
+
+def run():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--finetuned", "--data", "--out"):
+        ap.add_argument(flag, required=True)
+    args = ap.parse_args()
+    params = runtime.load_params()
+    schedule.check_params(params)
+    cfg, cascade = params["evaluate"], params["cascade"]
+    test = data.read_split(args.data, "test")
+    missing = [m for m in cascade["models"] if not (Path(args.finetuned) / m).is_dir()]
+    if missing:
+        raise ConfigError(f"{args.finetuned}: no fine-tuned model for {missing}; "
+                          "run the finetune stages first")
+
+    device = training.device_of(cfg.get("device", "auto"))
+    metrics, confusions, teacher_acc = {}, {}, None
+    for name, info in cascade["models"].items():
+        model = classify.load_classifier(str(Path(args.finetuned) / name))
+        preds = classify.predict(model, test, cfg["batch_size"], device)
+        acc = evaluation.accuracy_by_language(test.language, test.label, preds)
+        teacher_acc = teacher_acc or acc  # cascade.models lists the teacher first
+        metrics[name] = {"role": info["role"], "layers": info["layers"], "accuracy": acc,
+                         "retention": evaluation.retention(acc, teacher_acc),
+                         "parameters": models.count_parameters(model.base_model)}
+        confusions[name] = evaluation.confusion(test.label, preds)
+        print(f"{name:>9} ({info['role']}): avg {acc['avg']:.2f}%  " +
+              " ".join(f"{k} {v:.1f}" for k, v in acc.items() if k != "avg"))
+    runtime.write_json(Path(args.out) / "metrics.json", metrics)
+    runtime.write_json(Path(args.out) / "confusion.json", confusions)
+
+
+if __name__ == "__main__":
+    runtime.main(run)

@@ -1,0 +1,50 @@
+"""Stage `finetune@<model>`: fine-tune one model of the cascade on the English NLI train split.
+
+    python stages/finetune.py --model L5 --models data/models --data data/prepared \
+        --out data/finetuned/L5 --live reports/live/finetune/L5
+
+The checkpoint is chosen on dev (finetune.select_on), never on test.
+"""
+
+import argparse
+from pathlib import Path
+
+from dvclive import Live
+
+from kdcascade import classify, data, models, runtime, schedule, training
+from kdcascade.errors import ConfigError
+
+
+def run():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--model", "--models", "--data", "--out", "--live"):
+        ap.add_argument(flag, required=True)
+    args = ap.parse_args()
+    params = runtime.load_params()
+    schedule.check_params(params)
+    cfg, seed = params["finetune"], params["seed"]
+    if args.model not in params["cascade"]["models"]:
+        raise ConfigError(f"--model {args.model}: not in cascade.models "
+                          f"({', '.join(params['cascade']['models'])})")
+    training.check_training_params(cfg, "finetune")
+    train = data.read_split(args.data, "train")
+    dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
+
+    runtime.seed_everything(seed)
+    model = classify.load_classifier(str(Path(args.models) / args.model))
+    models.freeze(model, cfg["freeze"])
+    device = training.device_of(cfg.get("device", "auto"))
+    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
+        stats = classify.finetune(model, train, dev, cfg, live, device, seed,
+                                  desc=f"finetune {args.model}")
+        for key, value in stats.items():
+            live.summary[key] = value
+    with runtime.atomic_dir(args.out) as tmp:
+        model.cpu().save_pretrained(tmp)
+        models.load_tokenizer(str(Path(args.models) / args.model)).save_pretrained(tmp)
+        runtime.write_provenance(tmp, f"finetune@{args.model}", {"finetune": cfg, "seed": seed})
+    print(f"{args.model}: {stats}")
+
+
+if __name__ == "__main__":
+    runtime.main(run)

@@ -1,0 +1,1 @@
+"""Library shared by the stage scripts: schedule, data, models, losses, training, evaluation."""

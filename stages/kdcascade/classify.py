@@ -1,0 +1,71 @@
+"""Fine-tuning on NLI with the checkpoint chosen on dev, and prediction."""
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from . import data
+from .errors import ConfigError
+from .labels import LABEL_IDS, LABELS
+from .training import run_training
+
+
+def load_classifier(location: str):
+    return AutoModelForSequenceClassification.from_pretrained(
+        location, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_IDS)
+
+
+@torch.no_grad()
+def predict(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+    model.to(device).eval()
+    preds = []
+    for batch in data.loader(df, batch_size, model.config.pad_token_id):
+        batch.pop("labels", None)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        preds.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(preds)
+
+
+def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
+    """The dev rows that choose the checkpoint: English (`en`), every language (`all`), or a list."""
+    if select_on == "all":
+        return dev
+    langs = [select_on] if isinstance(select_on, str) else list(select_on)
+    missing = sorted(set(langs) - set(dev.language))
+    if missing:
+        raise ConfigError(f"finetune.select_on={select_on!r}: no dev rows for {missing}; "
+                          f"dev has {sorted(set(dev.language))}")
+    return dev[dev.language.isin(langs)].reset_index(drop=True)
+
+
+def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, device,
+             seed: int, desc: str = "finetune") -> dict:
+    """Train on `train`; keep the weights with the best dev accuracy (ties: the earlier one).
+
+    Only dev is read for selection: the test split never enters this function.
+    """
+    model.to(device)
+    best = {"dev_accuracy": -1.0, "step": 0}
+    state = {}
+
+    def step_loss(batch):
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        return out.loss, {}
+
+    def evaluate_dev(step):
+        acc = float((predict(model, dev, cfg["batch_size"] * 2, device) == dev.label.to_numpy())
+                    .mean())
+        live.log_metric("dev/accuracy", acc)
+        if acc > best["dev_accuracy"]:
+            best.update(dev_accuracy=round(acc, 4), step=step)
+            state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    batches = data.loader(train, cfg["batch_size"], model.config.pad_token_id, shuffle=True,
+                          seed=seed)
+    stats = run_training(model, batches, step_loss, cfg, live, desc,
+                         on_epoch_fraction=evaluate_dev,
+                         evals_per_epoch=cfg.get("evals_per_epoch", 1))
+    model.load_state_dict(state["weights"])
+    return {**stats, "best_dev_accuracy": best["dev_accuracy"], "best_step": best["step"]}
+

@@ -1,0 +1,108 @@
+"""Prepared data on disk (parquet, token ids as int32) and batches padded dynamically."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .errors import ConfigError
+from .labels import LABELS, NLI_COLUMNS
+
+SPLITS = ("train", "dev", "test")
+
+
+def tokenize_pairs(tokenizer, df: pd.DataFrame, max_length: int) -> tuple[pd.DataFrame, int]:
+    """Token ids for each pair, truncated the same way everywhere (longest side first).
+
+    Returns the frame with `input_ids` and `token_type_ids` added and the number of truncated pairs.
+    """
+    enc = tokenizer(list(df.premise), list(df.hypothesis), truncation="longest_first",
+                    max_length=max_length, return_token_type_ids=True)
+    full = tokenizer(list(df.premise), list(df.hypothesis), truncation=False)
+    truncated = int(sum(len(a) > max_length for a in full["input_ids"]))
+    out = df.reset_index(drop=True).copy()
+    # int32: a 119k (mBERT) or 250k (XLM-R) vocabulary overflows uint16
+    out["input_ids"] = [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
+    out["token_type_ids"] = [np.asarray(t, dtype=np.int8) for t in enc["token_type_ids"]]
+    return out, truncated
+
+
+def tokenize_sentences(tokenizer, sentences: list[str], max_length: int) -> pd.DataFrame:
+    enc = tokenizer(sentences, truncation=True, max_length=max_length)
+    return pd.DataFrame({"sentence": sentences,
+                         "input_ids": [np.asarray(i, dtype=np.int32) for i in enc["input_ids"]]})
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, path)
+
+
+def read_split(folder: Path, split: str) -> pd.DataFrame:
+    path = Path(folder) / f"{split}.parquet"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; run the prepare stage first (dvc repro prepare)")
+    return pd.read_parquet(path)
+
+
+def check_nli_frame(df: pd.DataFrame, where: str) -> None:
+    missing = [c for c in NLI_COLUMNS if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{where}: missing columns {missing}; expected {list(NLI_COLUMNS)}")
+    if len(df) == 0:
+        raise ConfigError(f"{where}: empty split")
+    bad = ~df.label.isin(range(len(LABELS)))
+    if bad.any():
+        raise ConfigError(f"{where}: label {df.label[bad].iloc[0]!r} is not one of 0..2 {LABELS}")
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Rows of a prepared split; each item is a dict of 1-d tensors."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.input_ids = [torch.from_numpy(np.asarray(x, dtype=np.int64)) for x in df.input_ids]
+        self.token_type_ids = ([torch.from_numpy(np.asarray(x, dtype=np.int64))
+                                for x in df.token_type_ids]
+                               if "token_type_ids" in df else None)
+        self.labels = torch.as_tensor(df.label.to_numpy()) if "label" in df else None
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, i):
+        item = {"input_ids": self.input_ids[i]}
+        if self.token_type_ids is not None:
+            item["token_type_ids"] = self.token_type_ids[i]
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+class PadCollator:
+    """Pads a batch to its own longest row (dynamic padding), not to max_length."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items):
+        pad = torch.nn.utils.rnn.pad_sequence
+        ids = pad([it["input_ids"] for it in items], batch_first=True,
+                  padding_value=self.pad_token_id)
+        mask = pad([torch.ones_like(it["input_ids"]) for it in items], batch_first=True)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in items[0]:
+            batch["token_type_ids"] = pad([it["token_type_ids"] for it in items],
+                                          batch_first=True)
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([it["labels"] for it in items])
+        return batch
+
+
+def loader(df: pd.DataFrame, batch_size: int, pad_token_id: int, shuffle: bool = False,
+           seed: int = 0) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(TokenDataset(df), batch_size=batch_size, shuffle=shuffle,
+                                       generator=generator, collate_fn=PadCollator(pad_token_id))

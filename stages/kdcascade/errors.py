@@ -1,0 +1,8 @@
+"""One exception type for bad input, so stage scripts can print a single clear line and exit."""
+
+
+class ConfigError(ValueError):
+    """A parameter, file or line that is not what the pipeline expects.
+
+    The message names the parameter, file (and line where there is one) and what was expected.
+    """

@@ -1,0 +1,170 @@
+"""Distillation loss terms, as a registry keyed by the names used in ``distill.objectives``.
+
+Shapes: hidden / q,k,v (B, T, H); attention probabilities or scores (B, heads, T, T);
+attention_mask (B, T), 1 = real token, 0 = padding; logits (B, C).
+
+Conventions shared by every loss:
+  * computed in fp32 whatever the input dtype (fp32, bf16, fp16); returns a 0-dim fp32 tensor;
+  * the teacher is a fixed target: its tensors are detached, gradients reach the student only;
+  * padded positions are removed with ``torch.where``/``masked_fill`` *before* any arithmetic,
+    so values there (even ``finfo.min`` or inf) never reach the loss or its gradient;
+  * token-level averages are taken over all valid tokens of the batch (not per sequence), and
+    over heads; a sequence with no real token contributes nothing; an all-padding batch gives 0.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from kdcascade.errors import ConfigError
+
+EPS = 1e-12  # clamp for log() of zero probabilities in attention_kl
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(values * weights) / sum(weights); entries with weight 0 are dropped (never 0*inf), 0 if none."""
+    weights = weights.to(torch.float32).expand_as(values)
+    values = torch.where(weights > 0, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def _prep(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None):
+    if student.shape != teacher.shape:
+        raise ValueError(f"student shape {tuple(student.shape)} != teacher shape {tuple(teacher.shape)}")
+    s, t = student.float(), teacher.detach().float()
+    return (s, t) if mask is None else (s, t, mask.to(device=s.device) != 0)
+
+
+def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT hidden-state MSE over real tokens: sum (s-t)^2 / (n_valid_tokens * H)."""
+    s, t, m = _prep(student, teacher, mask)
+    m3 = m.unsqueeze(-1)
+    diff = torch.where(m3, s, 0.0) - torch.where(m3, t, 0.0)
+    return masked_mean(diff.pow(2).mean(-1), m)
+
+
+def hidden_cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens of 1 - cos(s_tok, t_tok) (DistilBERT cosine-embedding loss, target +1)."""
+    s, t, m = _prep(student, teacher, mask)
+    m3 = m.unsqueeze(-1)
+    cos = F.cosine_similarity(torch.where(m3, s, 1.0), torch.where(m3, t, 1.0), dim=-1, eps=1e-8)
+    return masked_mean(1.0 - cos, m)
+
+
+def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """LightMBERT/MiniLM attention KL(teacher || student) per query row, over real keys only.
+
+    Inputs are post-softmax probabilities. log() uses clamp(p, EPS=1e-12), so a teacher zero adds
+    exactly 0 and a student zero costs at most -log(1e-12). Rows are not renormalised over real keys.
+    Averaged over heads and real query rows of the whole batch (vectorised over batch and heads).
+    """
+    s, t, m = _prep(student_probs, teacher_probs, mask)
+    keys, queries = m[:, None, None, :], m[:, None, :, None]
+    pair = keys & queries
+    s = torch.where(pair, s, 1.0).clamp_min(EPS)
+    t = torch.where(pair, t, 0.0)
+    row_kl = (t * (t.clamp_min(EPS).log() - s.log())).sum(-1)  # (B, heads, T)
+    return masked_mean(row_kl, m[:, None, :])
+
+
+def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT attention MSE on scores (pre- or post-softmax, caller's choice).
+
+    Only entries whose query and key are both real count; masked entries (HF puts finfo.min there)
+    are zeroed before subtraction. Mean over heads and valid (query, key) entries.
+    """
+    s, t, m = _prep(student_scores, teacher_scores, mask)
+    pair = (m[:, :, None] & m[:, None, :]).unsqueeze(1)  # (B, 1, T, T)
+    diff = torch.where(pair, s, 0.0) - torch.where(pair, t, 0.0)
+    return masked_mean(diff.pow(2), pair)
+
+
+def logits_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+              scale_by_t2: bool = True) -> torch.Tensor:
+    """Hinton soft-label loss KL(softmax(t/T) || softmax(s/T)), 'batchmean' (sum / B).
+
+    Multiplied by T^2 when scale_by_t2 (Hinton et al. 2015 / DistilBERT), keeping gradient
+    magnitudes independent of T.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    s, t = _prep(student_logits, teacher_logits)
+    log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    loss = F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True)
+    return loss * temperature**2 if scale_by_t2 else loss
+
+
+def _relation_logprobs(x: torch.Tensor, m: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, t, h = x.shape
+    if h % n_heads:
+        raise ValueError(f"width {h} is not divisible by num_relation_heads={n_heads}")
+    d = h // n_heads
+    x = x.view(b, t, n_heads, d).transpose(1, 2)  # (B, n, T, d)
+    scores = x @ x.transpose(-1, -2) / math.sqrt(d)
+    scores = scores.masked_fill(~m[:, None, None, :], torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores, dim=-1)
+
+
+def minilm_relation(student_qkv: torch.Tensor, teacher_qkv: torch.Tensor, mask: torch.Tensor,
+                    num_relation_heads: int) -> torch.Tensor:
+    """MiniLM-v2 self-attention relation loss for one of Q, K or V.
+
+    X (B, T, H) is split into num_relation_heads heads of width H/n (student and teacher widths may
+    differ), R = softmax(X X^T / sqrt(d_head)) with padding keys masked; returns
+    KL(R_teacher || R_student) averaged over relation heads and real query rows.
+    """
+    if student_qkv.shape[:2] != teacher_qkv.shape[:2]:
+        raise ValueError(f"student {tuple(student_qkv.shape)} and teacher {tuple(teacher_qkv.shape)} differ in (B, T)")
+    m = mask.to(device=student_qkv.device) != 0
+    student_qkv, teacher_qkv = (torch.where(m[..., None], x, 0) for x in (student_qkv, teacher_qkv))
+    log_s = _relation_logprobs(student_qkv.float(), m, num_relation_heads)
+    log_t = _relation_logprobs(teacher_qkv.detach().float(), m, num_relation_heads)
+    pair = m[:, None, None, :] & m[:, None, :, None]
+    log_s, log_t = torch.where(pair, log_s, 0.0), torch.where(pair, log_t, 0.0)  # no -inf - -inf
+    terms = torch.where(pair, log_t.exp(), 0.0) * (log_t - log_s)
+    return masked_mean(terms.sum(-1), m[:, None, :])
+
+
+class Projection(torch.nn.Module):
+    """Learned linear map student width -> teacher width (TinyBERT's W_h), applied on the last dim."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, bias: bool = True):
+        super().__init__()
+        self.student_dim, self.teacher_dim = student_dim, teacher_dim
+        self.linear = torch.nn.Linear(student_dim, teacher_dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.to(self.linear.weight.dtype))
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "hidden_mse": hidden_mse,
+    "hidden_cosine": hidden_cosine,
+    "attention_kl": attention_kl,
+    "attention_mse": attention_mse,
+    "logits_kl": logits_kl,
+    "minilm_relation": minilm_relation,
+}
+
+# Which model output each loss consumes.
+FEATURE_OF_LOSS: dict[str, str] = {
+    "hidden_mse": "hidden",
+    "hidden_cosine": "hidden",
+    "attention_kl": "attention",
+    "attention_mse": "attention_scores",
+    "logits_kl": "logits",
+    "minilm_relation": "qkv",
+}
+
+
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """Look a loss up by name; unknown names raise ConfigError listing the valid ones."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"distill.objectives: unknown loss {name!r}; expected one of {', '.join(sorted(LOSSES))}"
+        ) from None

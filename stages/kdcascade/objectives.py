@@ -1,0 +1,115 @@
+"""Distillation objectives declared as data: a weighted sum of loss terms, each with a layer map.
+
+A term in params looks like TextBrewer's intermediate matches:
+    {loss: hidden_mse, map: shifted, weight: 1.0}
+Layers are numbered as Hugging Face's `hidden_states` tuple: 0 is the embedding output,
+i >= 1 the output of encoder layer i; attention of layer i is `attentions[i - 1]`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConfigError
+from .losses import FEATURE_OF_LOSS, Projection, get_loss
+
+MAPS = ("shifted", "last", "uniform")
+SUPPORTED_FEATURES = ("hidden", "attention")
+
+
+def layer_pairs(spec, student_layers: int, teacher_layers: int, where: str) -> list[tuple]:
+    """(student layer, teacher layer) pairs for a map name or an explicit list of pairs.
+
+    shifted: student layer i <-> teacher layer i + (T - S), for i = 1..S. With one layer removed
+      this is the CAMeMBERT code's "student i, teacher i+1"; the embedding output (frozen in both,
+      so a constant) is left out.
+    last: the final layers only (LightMBERT). uniform: student i <-> teacher round(i*T/S) (TinyBERT).
+    """
+    s_n, t_n = student_layers, teacher_layers
+    if spec == "shifted":
+        return [(i, i + t_n - s_n) for i in range(1, s_n + 1)]
+    if spec == "last":
+        return [(s_n, t_n)]
+    if spec == "uniform":
+        return [(i, round(i * t_n / s_n)) for i in range(1, s_n + 1)]
+    if isinstance(spec, (list, tuple)) and spec:
+        pairs = []
+        for pair in spec:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise ConfigError(f"{where}.map: {pair!r} is not a [student, teacher] pair")
+            s, t = int(pair[0]), int(pair[1])
+            if not (1 <= s <= s_n and 1 <= t <= t_n):
+                raise ConfigError(f"{where}.map: pair [{s}, {t}] out of range; expected student "
+                                  f"layer 1..{s_n} and teacher layer 1..{t_n}")
+            pairs.append((s, t))
+        return pairs
+    raise ConfigError(f"{where}.map={spec!r}: expected one of {', '.join(MAPS)} or a list of "
+                      "[student, teacher] layer pairs")
+
+
+@dataclass
+class Term:
+    name: str
+    loss: str
+    feature: str
+    pairs: list
+    weight: float
+    projection: torch.nn.Module | None = None
+
+
+class Objective(torch.nn.Module):
+    """The weighted sum of terms; holds the learned projections where widths differ."""
+
+    def __init__(self, specs: list[dict], student_config, teacher_config):
+        super().__init__()
+        if not specs:
+            raise ConfigError("distill.objectives: expected at least one term")
+        self.terms: list[Term] = []
+        self.projections = torch.nn.ModuleDict()
+        for k, spec in enumerate(specs):
+            where = f"distill.objectives[{k}]"
+            name = spec.get("loss")
+            fn_feature = FEATURE_OF_LOSS.get(name)
+            get_loss(name)  # unknown name -> one clear error
+            if fn_feature not in SUPPORTED_FEATURES:
+                raise ConfigError(f"{where}.loss={name}: feature '{fn_feature}' is not wired into "
+                                  f"the distill step; use a {' or '.join(SUPPORTED_FEATURES)} loss")
+            weight = float(spec.get("weight", 1.0))
+            pairs = layer_pairs(spec.get("map", "shifted"), student_config.num_hidden_layers,
+                                teacher_config.num_hidden_layers, where)
+            term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight)
+            s_w, t_w = student_config.hidden_size, teacher_config.hidden_size
+            if fn_feature == "hidden" and s_w != t_w:
+                if not spec.get("projection", False):
+                    raise ConfigError(f"{where}: student width {s_w} != teacher width {t_w}; "
+                                      "set projection: true to learn a linear map")
+                self.projections[term.name] = Projection(s_w, t_w)
+                term.projection = self.projections[term.name]
+            self.terms.append(term)
+
+    @property
+    def needs_attentions(self) -> bool:
+        return any(t.feature == "attention" for t in self.terms)
+
+    @property
+    def teacher_depth(self) -> int:
+        """The highest teacher layer any term reads: the teacher need not run further."""
+        return max(t for term in self.terms for _, t in term.pairs)
+
+    def forward(self, student_out, teacher_out, mask) -> tuple[torch.Tensor, dict]:
+        total, logged = 0.0, {}
+        for term in self.terms:
+            fn = get_loss(term.loss)
+            values = []
+            for s, t in term.pairs:
+                if term.feature == "hidden":
+                    s_x, t_x = student_out.hidden_states[s], teacher_out.hidden_states[t]
+                    if term.projection is not None:
+                        s_x = term.projection(s_x)
+                else:
+                    s_x, t_x = student_out.attentions[s - 1], teacher_out.attentions[t - 1]
+                values.append(fn(s_x, t_x, mask))
+            value = torch.stack(values).mean()
+            total = total + term.weight * value
+            logged[term.name] = value.item()
+        return total, logged

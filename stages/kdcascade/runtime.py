@@ -1,0 +1,90 @@
+"""What every stage script shares: params, seeds, provenance, atomic outputs, one-line errors."""
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict:
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: missing; run stages from the repo root")
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def section(params: dict, name: str) -> dict:
+    if name not in params:
+        raise ConfigError(f"params.yaml: missing section '{name}'")
+    return params[name]
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def write_json(path: Path, data) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_provenance(folder: Path, stage: str, params: dict) -> None:
+    """The params and git commit that produced an output, stored beside it."""
+    write_json(Path(folder) / "provenance.json",
+               {"stage": stage, "git_commit": git_commit(), "params": params})
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path):
+    """Yield a scratch folder that becomes `path` only if the block succeeds.
+
+    A stage that fails half-way leaves nothing at `path` that could pass for a finished output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(scratch, path)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)
+
+
+def main(run) -> None:
+    """Run a stage; bad input ends it with one line naming what is wrong, and exit status 2."""
+    try:
+        run()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,72 @@
+"""The cascade schedule: which depths the teacher assistants have, and which models exist.
+
+Pure Python (no torch), because the Hydra resolver imports it at composition time.
+Models are named by depth: "L12" is the 12-layer teacher, "L6" the final student,
+"L6-trunc" the truncation-only baseline (the teacher's bottom layers, never distilled).
+"""
+
+from .errors import ConfigError
+
+
+def depths(teacher_layers: int, student_layers: int, steps: int) -> list[int]:
+    """Depths from teacher to student, evenly spaced and rounded half up.
+
+    12 -> 6 in 6 steps: [12, 11, 10, 9, 8, 7, 6]; in 3 steps: [12, 10, 8, 6].
+    """
+    for name, value in (("teacher.layers", teacher_layers),
+                        ("cascade.student_layers", student_layers),
+                        ("cascade.steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}={value!r}: expected an integer")
+    if student_layers < 1:
+        raise ConfigError(f"cascade.student_layers={student_layers}: expected at least 1 layer")
+    if student_layers >= teacher_layers:
+        raise ConfigError(f"cascade.student_layers={student_layers}: expected fewer layers "
+                          f"than the {teacher_layers}-layer teacher")
+    gap = teacher_layers - student_layers
+    if not 1 <= steps <= gap:
+        raise ConfigError(f"cascade.steps={steps}: expected 1..{gap} (each step removes at least "
+                          f"one layer, {teacher_layers} -> {student_layers})")
+    return [teacher_layers - (2 * i * gap + steps) // (2 * steps) for i in range(steps + 1)]
+
+
+def model_name(layers: int) -> str:
+    return f"L{layers}"
+
+
+def baseline_name(layers: int) -> str:
+    return f"L{layers}-trunc"
+
+
+def distill_steps(teacher_layers: int, student_layers: int, steps: int) -> dict[str, dict]:
+    """One record per distill stage, keyed by the model it produces, chained by name."""
+    d = depths(teacher_layers, student_layers, steps)
+    return {model_name(b): {"step": i + 1, "from": model_name(a), "from_layers": a, "layers": b}
+            for i, (a, b) in enumerate(zip(d, d[1:]))}
+
+
+def models(teacher_layers: int, student_layers: int, steps: int) -> dict[str, dict]:
+    """Every model that is fine-tuned and evaluated, in report order."""
+    d = depths(teacher_layers, student_layers, steps)
+    out = {model_name(d[0]): {"layers": d[0], "role": "teacher"}}
+    for layers in d[1:-1]:
+        out[model_name(layers)] = {"layers": layers, "role": "assistant"}
+    out[model_name(d[-1])] = {"layers": d[-1], "role": "student"}
+    out[baseline_name(d[-1])] = {"layers": d[-1], "role": "truncated"}
+    return out
+
+
+def check_params(params: dict) -> None:
+    """Refuse a params.yaml whose stored schedule disagrees with its own teacher/student/steps.
+
+    `dvc exp run` recomposes the schedule through Hydra; a hand-edited params.yaml read by plain
+    `dvc repro` may not have, and the stages would then run a cascade nobody asked for.
+    """
+    t, c = params["teacher"], params["cascade"]
+    want_steps = distill_steps(t["layers"], c["student_layers"], c["steps"])
+    want_models = models(t["layers"], c["student_layers"], c["steps"])
+    if c.get("schedule") != want_steps or c.get("models") != want_models:
+        raise ConfigError(
+            f"params.yaml: cascade.schedule/cascade.models do not match teacher.layers="
+            f"{t['layers']}, cascade.student_layers={c['student_layers']}, cascade.steps="
+            f"{c['steps']}; edit conf/ and run `dvc exp run`, or `python -m kdcascade.compose`")

@@ -1,0 +1,83 @@
+"""Where the NLI pairs and the unlabeled distillation sentences come from, chosen by `data.source`."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from .data import SPLITS
+from .errors import ConfigError
+
+SOURCES = ("synthetic", "local", "hub")
+SPLIT_SEED_OFFSET = {"train": 0, "dev": 1000, "test": 2000, "distill": 3000}
+
+
+def _size(d: dict, split: str):
+    size = d["sizes"].get(split)
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ConfigError(f"data.sizes.{split}={size!r}: expected a positive integer or null (all)")
+    return size
+
+
+def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
+    """train (in data.train_languages), dev and test (in data.languages), labels 0/1/2."""
+    source = d["source"]
+    if source == "synthetic":
+        from . import synthetic
+
+        out = {}
+        for split in SPLITS:
+            langs = d["train_languages"] if split == "train" else d["languages"]
+            n = _size(d, split)
+            if n is None:
+                raise ConfigError(f"data.sizes.{split}: the synthetic source needs a size")
+            out[split] = pd.concat([synthetic.generate_nli(lang, n, seed + SPLIT_SEED_OFFSET[split])
+                                    for lang in langs], ignore_index=True)
+        return out
+    from . import xnli
+
+    if source == "local":
+        if not d.get("path"):
+            raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
+        frames = xnli.load_local(Path(d["path"]), d["languages"], d["train_languages"])
+    elif source == "hub":
+        frames = xnli.load_hub(d["hub_dataset"], d["languages"], d["train_languages"])
+    else:
+        raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
+    return {split: xnli.subsample(df, _size(d, split), seed + SPLIT_SEED_OFFSET[split])
+            for split, df in frames.items()}
+
+
+def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Unlabeled sentences (language, sentence) for distillation.
+
+    data.distill_corpus: `generated` (synthetic source: sentences in every data.languages),
+    `train` (premises and hypotheses of the prepared train split), or a text file path with one
+    sentence per line. data.sizes.distill caps the count per language (null = all).
+    """
+    corpus, n = d["distill_corpus"], _size(d, "distill")
+    if corpus == "generated":
+        if d["source"] != "synthetic":
+            raise ConfigError("data.distill_corpus=generated: only the synthetic source "
+                              "generates sentences; use `train` or a text file")
+        from . import synthetic
+
+        rows = [(lang, s) for lang in d["languages"]
+                for s in synthetic.generate_sentences(lang, n, seed + SPLIT_SEED_OFFSET["distill"])]
+        return pd.DataFrame(rows, columns=["language", "sentence"])
+    if corpus == "train":
+        both = pd.concat([train[["language", "premise"]].rename(columns={"premise": "sentence"}),
+                          train[["language", "hypothesis"]].rename(columns={"hypothesis": "sentence"})])
+        df = both.drop_duplicates("sentence").reset_index(drop=True)
+    else:
+        path = Path(corpus)
+        if not path.is_file():
+            raise ConfigError(f"data.distill_corpus={corpus!r}: expected `generated`, `train` or "
+                              "a text file with one sentence per line")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        df = pd.DataFrame({"language": "file", "sentence": [ln for ln in lines if ln]})
+        if df.empty:
+            raise ConfigError(f"{path}: no sentences (expected one sentence per line)")
+    if n is not None:
+        df = (df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
+              .reset_index(drop=True))
+    return df
