@@ -40,15 +40,11 @@ def run():
     sentences = data.read_split(args.data, "distill")
 
     runtime.seed_everything(seed)
-    teacher = models.load_encoder(str(teacher_dir), attentions=True)
-    source = models.load_encoder(str(init_dir), attentions=True)
+    teacher = models.load_encoder(str(teacher_dir))
+    source = models.load_encoder(str(init_dir))
     keep = models.select_layers(cfg["init"], models.num_layers(source), step["layers"])
     student = models.truncate(source, keep)
     objective = Objective(cfg["objectives"], student.config, teacher.config)
-    if not objective.needs_attentions:
-        # no term reads attention maps: let both models use the fused kernel
-        for m in (student, teacher):
-            m.set_attn_implementation("sdpa")
     frozen = models.freeze(student, cfg["freeze"])
     before = {n: p.detach().clone() for n, p in student.named_parameters() if n in frozen}
 
@@ -64,6 +60,7 @@ def run():
             raise RuntimeError(f"frozen parameters changed during distillation: {moved[:3]}")
         for key, value in {**stats, "kept_layers": len(keep)}.items():
             live.summary[key] = value
+    student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
     with runtime.atomic_dir(models_dir / args.model) as tmp:
         student.cpu().save_pretrained(tmp)
         models.load_tokenizer(str(teacher_dir)).save_pretrained(tmp)

@@ -54,7 +54,7 @@ def data_table(summary: dict) -> pd.DataFrame:
                        **{f"{k} %": round(100 * v, 1) for k, v in balance.items()},
                        "truncated %": round(100 * s["truncation_rate"], 2),
                        "mean tokens": s["mean_tokens"]}
-    return pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    return pd.DataFrame.from_dict(rows, orient="index").astype(object).fillna("")
 
 
 def run():
@@ -90,6 +90,8 @@ def run():
           f"({params['teacher']['source']}), data source `{params['data']['source']}`, "
           f"seed {params['seed']}.\n",
           "## Test accuracy (%) per language\n",
+          *(["**Test here is the held-out half of dev** (`data.test_from_dev: true`); the other "
+             "half chose the checkpoints.\n"] if params["data"].get("test_from_dev") else []),
           "Zero-shot: fine-tuned on the train split only "
           f"({', '.join(params['data']['train_languages'])}), checkpoint chosen on dev "
           f"(`finetune.select_on: {params['finetune']['select_on']}`). `avg` is the unweighted "

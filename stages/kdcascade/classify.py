@@ -41,7 +41,7 @@ def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
 
 def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, device,
              seed: int, desc: str = "finetune") -> dict:
-    """Train on `train`; keep the weights with the best dev accuracy (ties: the earlier one).
+    """Train on `train`; keep the weights with the best dev accuracy (%; ties: the earlier one).
 
     Only dev is read for selection: the test split never enters this function.
     """
@@ -54,11 +54,11 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, dev
         return out.loss, {}
 
     def evaluate_dev(step):
-        acc = float((predict(model, dev, cfg["batch_size"] * 2, device) == dev.label.to_numpy())
-                    .mean())
+        correct = predict(model, dev, cfg["batch_size"] * 2, device) == dev.label.to_numpy()
+        acc = round(100.0 * float(correct.mean()), 2)
         live.log_metric("dev/accuracy", acc)
         if acc > best["dev_accuracy"]:
-            best.update(dev_accuracy=round(acc, 4), step=step)
+            best.update(dev_accuracy=acc, step=step)
             state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     batches = data.loader(train, cfg["batch_size"], model.config.pad_token_id, shuffle=True,

@@ -67,7 +67,8 @@ class TokenDataset(torch.utils.data.Dataset):
         self.token_type_ids = ([torch.from_numpy(np.asarray(x, dtype=np.int64))
                                 for x in df.token_type_ids]
                                if "token_type_ids" in df else None)
-        self.labels = torch.as_tensor(df.label.to_numpy()) if "label" in df else None
+        self.labels = (torch.tensor(df.label.to_numpy(), dtype=torch.long) if "label" in df
+                       else None)
 
     def __len__(self):
         return len(self.input_ids)

@@ -28,16 +28,16 @@ def distill(student, teacher, objective: Objective, loader, cfg: dict, live, dev
         p.requires_grad_(False)
     student.to(device)
     objective.to(device)
-    attentions = objective.needs_attentions
+    objective.attach(student, teacher)
     first = {}
 
     def step_loss(batch):
         inputs = model_inputs(batch, device)
         # no_grad, not inference_mode: inference tensors cannot be loss targets in autograd
         with torch.no_grad():
-            t_out = teacher(**inputs, output_hidden_states=True, output_attentions=attentions)
-        s_out = student(**inputs, output_hidden_states=True, output_attentions=attentions)
-        loss, terms = objective(s_out, t_out, inputs["attention_mask"])
+            t_out = teacher(**inputs, output_hidden_states=True)
+        s_out = student(**inputs, output_hidden_states=True)
+        loss, terms = objective(student, teacher, s_out, t_out, inputs["attention_mask"])
         if not first:
             first["first_batch_loss"] = round(loss.item(), 6)
         return loss, terms

@@ -3,18 +3,21 @@
 A term in params looks like TextBrewer's intermediate matches:
     {loss: hidden_mse, map: shifted, weight: 1.0}
 Layers are numbered as Hugging Face's `hidden_states` tuple: 0 is the embedding output,
-i >= 1 the output of encoder layer i; attention of layer i is `attentions[i - 1]`.
+i >= 1 the output of encoder layer i (and, for attention terms, the attention inside layer i).
 """
 
 from dataclasses import dataclass
 
 import torch
 
+from . import capture
 from .errors import ConfigError
 from .losses import FEATURE_OF_LOSS, Projection, get_loss
 
 MAPS = ("shifted", "last", "uniform")
-SUPPORTED_FEATURES = ("hidden", "attention")
+RELATIONS = ("query", "key", "value")
+# what the capturing attention kernel must record for each feature
+RECORDS = {"attention": "scores", "attention_scores": "scores", "qkv": "qkv"}
 
 
 def layer_pairs(spec, student_layers: int, teacher_layers: int, where: str) -> list[tuple]:
@@ -55,6 +58,7 @@ class Term:
     pairs: list
     weight: float
     projection: torch.nn.Module | None = None
+    options: dict | None = None
 
 
 class Objective(torch.nn.Module):
@@ -69,15 +73,16 @@ class Objective(torch.nn.Module):
         for k, spec in enumerate(specs):
             where = f"distill.objectives[{k}]"
             name = spec.get("loss")
-            fn_feature = FEATURE_OF_LOSS.get(name)
             get_loss(name)  # unknown name -> one clear error
-            if fn_feature not in SUPPORTED_FEATURES:
-                raise ConfigError(f"{where}.loss={name}: feature '{fn_feature}' is not wired into "
-                                  f"the distill step; use a {' or '.join(SUPPORTED_FEATURES)} loss")
+            fn_feature = FEATURE_OF_LOSS[name]
+            if fn_feature == "logits":
+                raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
+                                  "distill step matches encoders (task-agnostic distillation)")
             weight = float(spec.get("weight", 1.0))
             pairs = layer_pairs(spec.get("map", "shifted"), student_config.num_hidden_layers,
                                 teacher_config.num_hidden_layers, where)
-            term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight)
+            term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight,
+                        options=self._options(spec, fn_feature, teacher_config, where))
             s_w, t_w = student_config.hidden_size, teacher_config.hidden_size
             if fn_feature == "hidden" and s_w != t_w:
                 if not spec.get("projection", False):
@@ -87,16 +92,38 @@ class Objective(torch.nn.Module):
                 term.projection = self.projections[term.name]
             self.terms.append(term)
 
-    @property
-    def needs_attentions(self) -> bool:
-        return any(t.feature == "attention" for t in self.terms)
+    @staticmethod
+    def _options(spec, feature, teacher_config, where) -> dict:
+        if feature != "qkv":
+            return {}
+        relations = spec.get("relations", list(RELATIONS))
+        if not relations or set(relations) - set(RELATIONS):
+            raise ConfigError(f"{where}.relations={relations!r}: expected a subset of {RELATIONS}")
+        heads = int(spec.get("relation_heads", teacher_config.num_attention_heads))
+        return {"relations": [RELATIONS.index(r) for r in relations], "heads": heads}
+
+    def wants(self, side: int) -> dict[int, set]:
+        """Per 1-based layer, what the attention kernel must record (side 0: student, 1: teacher)."""
+        out: dict[int, set] = {}
+        for term in self.terms:
+            if term.feature in RECORDS:
+                for pair in term.pairs:
+                    out.setdefault(pair[side], set()).add(RECORDS[term.feature])
+        return out
+
+    def attach(self, student, teacher) -> None:
+        """Switch both models to the recording kernel where a term reads attention internals."""
+        for side, model in enumerate((student, teacher)):
+            capture.enable(model, self.wants(side))
 
     @property
     def teacher_depth(self) -> int:
         """The highest teacher layer any term reads: the teacher need not run further."""
         return max(t for term in self.terms for _, t in term.pairs)
 
-    def forward(self, student_out, teacher_out, mask) -> tuple[torch.Tensor, dict]:
+    def forward(self, student, teacher, student_out, teacher_out, mask) -> tuple[torch.Tensor, dict]:
+        """The weighted sum and each term's value; `*_out` are the models' outputs with
+        hidden states, attention internals are read from what `attach` recorded."""
         total, logged = 0.0, {}
         for term in self.terms:
             fn = get_loss(term.loss)
@@ -106,10 +133,25 @@ class Objective(torch.nn.Module):
                     s_x, t_x = student_out.hidden_states[s], teacher_out.hidden_states[t]
                     if term.projection is not None:
                         s_x = term.projection(s_x)
+                    values.append(fn(s_x, t_x, mask))
+                elif term.feature == "qkv":
+                    s_qkv = capture.recorded(student, s)["qkv"]
+                    t_qkv = capture.recorded(teacher, t)["qkv"]
+                    values += [fn(merge_heads(s_qkv[r]), merge_heads(t_qkv[r]), mask,
+                                  term.options["heads"]) for r in term.options["relations"]]
                 else:
-                    s_x, t_x = student_out.attentions[s - 1], teacher_out.attentions[t - 1]
-                values.append(fn(s_x, t_x, mask))
+                    s_x = capture.recorded(student, s)["scores"]
+                    t_x = capture.recorded(teacher, t)["scores"]
+                    if term.feature == "attention":  # pre-dropout probabilities
+                        s_x, t_x = s_x.float().softmax(-1), t_x.float().softmax(-1)
+                    values.append(fn(s_x, t_x, mask))
             value = torch.stack(values).mean()
             total = total + term.weight * value
             logged[term.name] = value.item()
         return total, logged
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, T, d) -> (B, T, heads * d): relation heads may split the width differently."""
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)

@@ -35,16 +35,31 @@ def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
         return out
     from . import xnli
 
+    from_dev = bool(d.get("test_from_dev", False))
+    splits = ("train", "dev") if from_dev else SPLITS
     if source == "local":
         if not d.get("path"):
             raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
-        frames = xnli.load_local(Path(d["path"]), d["languages"], d["train_languages"])
+        frames = xnli.load_local(Path(d["path"]), d["languages"], d["train_languages"], splits)
     elif source == "hub":
-        frames = xnli.load_hub(d["hub_dataset"], d["languages"], d["train_languages"])
+        frames = xnli.load_hub(d["hub_dataset"], d["languages"], d["train_languages"], splits)
     else:
         raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
+    if from_dev:
+        frames["dev"], frames["test"] = halve_dev(frames["dev"])
     return {split: xnli.subsample(df, _size(d, split), seed + SPLIT_SEED_OFFSET[split])
             for split, df in frames.items()}
+
+
+def halve_dev(dev: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(selection half, evaluation half) of dev, for sources without a test split.
+
+    XNLI's dev rows are parallel across languages (same order), so splitting by position within
+    each language keeps every translation of a pair on the same side: nothing leaks.
+    """
+    position = dev.groupby("language", sort=False).cumcount()
+    return (dev[position % 2 == 0].reset_index(drop=True),
+            dev[position % 2 == 1].reset_index(drop=True))
 
 
 def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -84,5 +84,5 @@ def run_training(model: torch.nn.Module, loader, step_loss: Callable, cfg: dict,
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - start
-    return {"steps": step, "train_seconds": round(seconds, 2),
+    return {"optimizer_steps": step, "train_seconds": round(seconds, 2),
             "examples_per_second": round(examples / seconds, 1)}

@@ -1,0 +1,130 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from kdcascade import data, distillation, models, training
+from kdcascade.errors import ConfigError
+from kdcascade.objectives import Objective, layer_pairs
+
+
+class Recorder:
+    """Stands in for dvclive.Live: keeps what was logged."""
+
+    def __init__(self):
+        self.logged, self.summary = [], {}
+
+    def log_metric(self, name, value, **_):
+        self.logged.append((name, value))
+
+    def next_step(self):
+        pass
+
+
+def test_layer_maps():
+    assert layer_pairs("shifted", 5, 6, "t") == [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
+    assert layer_pairs("shifted", 3, 6, "t") == [(1, 4), (2, 5), (3, 6)]
+    assert layer_pairs("last", 6, 12, "t") == [(6, 12)]
+    assert layer_pairs("uniform", 4, 12, "t") == [(1, 3), (2, 6), (3, 9), (4, 12)]
+    assert layer_pairs([[1, 2], [3, 6]], 3, 6, "t") == [(1, 2), (3, 6)]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ([[4, 6]], r"pair \[4, 6\] out of range"),
+    ([[0, 1]], r"pair \[0, 1\] out of range"),
+    ([[1, 7]], r"pair \[1, 7\] out of range"),
+    ("diagonal", "map='diagonal'"),
+    ([[1]], "is not a"),
+])
+def test_invalid_map_is_refused_before_training(spec, words):
+    with pytest.raises(ConfigError, match=words):
+        layer_pairs(spec, 3, 6, "distill.objectives[0]")
+
+
+def test_objective_needs_projection_when_widths_differ():
+    s, t = SimpleNamespace(num_hidden_layers=2, hidden_size=8), \
+        SimpleNamespace(num_hidden_layers=4, hidden_size=16)
+    with pytest.raises(ConfigError, match=r"objectives\[0\]: student width 8 != teacher width 16"):
+        Objective([{"loss": "hidden_mse", "map": "shifted"}], s, t)
+    obj = Objective([{"loss": "hidden_mse", "map": "last", "projection": True}], s, t)
+    assert len(list(obj.parameters())) == 2
+    with pytest.raises(ConfigError, match="unknown loss 'l2'"):
+        Objective([{"loss": "l2"}], s, t)
+
+
+@pytest.fixture(scope="module")
+def sentences(minilm_path):
+    tok = models.load_tokenizer(minilm_path)
+    text = ["Anna has 3 apples and Marco has 7 books.", "Yuki hat 2 Katzen.",
+            "Paul a 5 livres et Sara a 9 pommes.", "Marco tiene 4 sillas.",
+            "There are 8 keys with David.", "Sara owns 6 boxes and 1 car."] * 2
+    return data.tokenize_sentences(tok, text, 32)
+
+
+@pytest.mark.parametrize("terms", [
+    [{"loss": "hidden_mse", "map": "shifted"}],
+    [{"loss": "hidden_mse", "map": "last", "weight": 1.0},
+     {"loss": "attention_kl", "map": "shifted", "weight": 0.5}],
+    [{"loss": "attention_mse", "map": "uniform"}, {"loss": "hidden_cosine", "map": [[4, 6]]}],
+    [{"loss": "minilm_relation", "map": "last", "relations": ["query", "value"]}],
+])
+def test_distilling_moves_student_towards_teacher_and_keeps_frozen_weights(
+        minilm_path, sentences, terms):
+    torch.manual_seed(0)
+    teacher = models.load_encoder(minilm_path, attentions=True)
+    student = models.truncate(teacher, models.select_layers("drop_top", 6, 4))
+    objective = Objective(terms, student.config, teacher.config)
+    assert objective.teacher_depth == 6
+    frozen = models.freeze(student, ["embed"])
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    cfg = {"epochs": 4, "lr": 5e-4, "warmup": 0.0, "weight_decay": 0.01, "batch_size": 8}
+    live = Recorder()
+    batches = data.loader(sentences, 6, student.config.pad_token_id, shuffle=True, seed=0)
+    stats = distillation.distill(student, teacher, objective, batches, cfg, live,
+                                 torch.device("cpu"))
+    losses = [v for k, v in live.logged if k == "train/loss"]
+    assert len(losses) == stats["optimizer_steps"] == 8
+    assert sum(losses[-2:]) < sum(losses[:2])
+    for term in objective.terms:  # every term is logged on its own
+        assert any(k == f"train/{term.name}" for k, _ in live.logged)
+    after = dict(student.named_parameters())
+    for name in frozen:
+        assert torch.equal(after[name], before[name]), name
+    assert any(not torch.equal(after[n], before[n]) for n in after if n not in frozen)
+
+
+def test_optimizer_holds_no_state_for_frozen_parameters(minilm_path):
+    model = models.truncate(models.load_encoder(minilm_path), [0])
+    frozen = set(models.freeze(model, ["embed"]))
+    opt = training.optimizer_for(model, 1e-3, 0.01)
+    held = {id(p) for group in opt.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert not held & {id(named[n]) for n in frozen}
+    assert held == {id(p) for n, p in named.items() if n not in frozen}
+
+
+def test_teacher_runs_only_up_to_the_highest_matched_layer(minilm_path):
+    teacher = models.load_encoder(minilm_path)
+    distillation.stop_at(teacher, 3)
+    assert len(teacher.encoder.layer) == 3
+    out = teacher(**{"input_ids": torch.tensor([[101, 2000, 102]])}, output_hidden_states=True)
+    assert len(out.hidden_states) == 4
+
+
+def test_capture_kernel_records_only_the_layers_a_term_reads(minilm_path):
+    from kdcascade import capture
+
+    model = models.load_encoder(minilm_path, attentions=True).eval()
+    tok = models.load_tokenizer(minilm_path)
+    batch = tok(["Anna has 3 apples.", "Marco hat 7 Bücher und Anna hat 3 Äpfel."],
+                padding=True, return_tensors="pt")
+    with torch.no_grad():
+        eager = model(**batch, output_attentions=True)
+        capture.enable(model, {2: {"scores", "qkv"}})
+        out = model(**batch)
+    torch.testing.assert_close(out.last_hidden_state, eager.last_hidden_state,
+                               atol=1e-3, rtol=1e-3)
+    scores = capture.recorded(model, 2)["scores"]
+    torch.testing.assert_close(scores.softmax(-1), eager.attentions[1], atol=1e-5, rtol=1e-5)
+    assert capture.recorded(model, 2)["qkv"][0].shape == (2, 12, scores.shape[-1], 32)
+    assert all(capture.recorded(model, i) == {} for i in (1, 3, 4, 5, 6))

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf.errors import InterpolationResolutionError
+
+from conftest import ROOT
+from kdcascade import schedule
+from kdcascade.compose import compose
+from kdcascade.errors import ConfigError
+
+
+@pytest.mark.parametrize("steps, expected", [
+    (6, [12, 11, 10, 9, 8, 7, 6]),
+    (3, [12, 10, 8, 6]),
+    (2, [12, 9, 6]),
+    (1, [12, 6]),
+    (4, [12, 10, 9, 7, 6]),
+])
+def test_depths_from_12_to_6(steps, expected):
+    assert schedule.depths(12, 6, steps) == expected
+
+
+@pytest.mark.parametrize("teacher, student, steps, words", [
+    (12, 6, 7, "cascade.steps=7: expected 1..6"),
+    (12, 6, 0, "cascade.steps=0"),
+    (6, 6, 1, "cascade.student_layers=6: expected fewer layers"),
+    (6, 8, 1, "cascade.student_layers=8"),
+    (6, 0, 1, "cascade.student_layers=0: expected at least 1"),
+    (6, 3, 1.5, "cascade.steps=1.5: expected an integer"),
+])
+def test_impossible_schedules_are_refused(teacher, student, steps, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("=", "=")):
+        schedule.depths(teacher, student, steps)
+
+
+def test_steps_are_chained_by_name():
+    steps = schedule.distill_steps(6, 3, 3)
+    assert list(steps) == ["L5", "L4", "L3"]
+    assert [s["from"] for s in steps.values()] == ["L6", "L5", "L4"]
+    assert [s["step"] for s in steps.values()] == [1, 2, 3]
+
+
+def test_models_list_teacher_assistants_student_and_baseline():
+    models = schedule.models(12, 6, 3)
+    assert [(k, v["role"]) for k, v in models.items()] == [
+        ("L12", "teacher"), ("L10", "assistant"), ("L8", "assistant"),
+        ("L6", "student"), ("L6-trunc", "truncated")]
+    direct = schedule.models(12, 6, 1)
+    assert [v["role"] for v in direct.values()] == ["teacher", "student", "truncated"]
+
+
+def test_committed_params_are_what_hydra_composes(tmp_path):
+    out = tmp_path / "params.yaml"
+    compose(out, [])
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_hydra_composes_the_schedule_for_any_step_count(tmp_path, steps):
+    out = tmp_path / "params.yaml"
+    compose(out, [f"cascade.steps={steps}"])
+    params = yaml.safe_load(out.read_text())
+    assert len(params["cascade"]["schedule"]) == steps
+    schedule.check_params(params)
+
+
+def test_paper_preset_composes_the_papers_cascade(tmp_path):
+    out = tmp_path / "params.yaml"
+    compose(out, ["preset=paper"])
+    params = yaml.safe_load(out.read_text())
+    assert list(params["cascade"]["schedule"]) == [f"L{n}" for n in (11, 10, 9, 8, 7, 6)]
+    assert params["teacher"]["name"] == "bert-base-multilingual-cased"
+    assert len(params["data"]["languages"]) == 15
+    assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3
+
+
+def test_impossible_schedule_fails_at_composition(tmp_path):
+    out = tmp_path / "params.yaml"
+    with pytest.raises(InterpolationResolutionError, match=r"cascade\.steps=5: expected 1\.\.3"):
+        compose(out, ["cascade.steps=5"])
+    assert not out.exists()
+
+
+def test_hand_edited_schedule_is_refused():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["cascade"]["steps"] = 1
+    with pytest.raises(ConfigError, match="do not match"):
+        schedule.check_params(params)
