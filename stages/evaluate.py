@@ -3,14 +3,15 @@
     python stages/evaluate.py --finetuned data/finetuned --data data/prepared --out reports/eval
 
 Models come from params (cascade.models), never from listing folders, so leftovers of a longer
-cascade are not reported. Writes metrics.json (accuracy per language, average, retention,
-parameters) and confusion.json.
+cascade are not reported. Writes metrics.json (accuracy per language, average, retention),
+efficiency.json (parameters, size, encoder FLOPs, measured latency and the speed-ups over the
+teacher, measured and FLOP-bound) and confusion.json.
 """
 
 import argparse
 from pathlib import Path
 
-from kdcascade import classify, data, evaluation, models, runtime, schedule, training
+from kdcascade import classify, data, efficiency, evaluation, runtime, schedule, training
 from kdcascade.errors import ConfigError
 
 
@@ -29,19 +30,22 @@ def run():
                           "run the finetune stages first")
 
     device = training.device_of(cfg.get("device", "auto"))
-    metrics, confusions, teacher_acc = {}, {}, None
+    metrics, speed, confusions = {}, {}, {}
     for name, info in cascade["models"].items():
-        model = classify.load_classifier(str(Path(args.finetuned) / name))
+        folder = Path(args.finetuned) / name
+        model = classify.load_classifier(str(folder))
         preds = classify.predict(model, test, cfg["batch_size"], device)
         acc = evaluation.accuracy_by_language(test.language, test.label, preds)
-        teacher_acc = teacher_acc or acc  # cascade.models lists the teacher first
+        teacher = next(iter(metrics.values()), {"accuracy": acc})  # the teacher comes first
         metrics[name] = {"role": info["role"], "layers": info["layers"], "accuracy": acc,
-                         "retention": evaluation.retention(acc, teacher_acc),
-                         "parameters": models.count_parameters(model.base_model)}
+                         "retention": evaluation.retention(acc, teacher["accuracy"])}
+        speed[name] = efficiency.profile(model, folder, cfg, device)
+        speed[name].update(evaluation.speedups(speed[name], next(iter(speed.values()))))
         confusions[name] = evaluation.confusion(test.label, preds)
         print(f"{name:>9} ({info['role']}): avg {acc['avg']:.2f}%  " +
               " ".join(f"{k} {v:.1f}" for k, v in acc.items() if k != "avg"))
     runtime.write_json(Path(args.out) / "metrics.json", metrics)
+    runtime.write_json(Path(args.out) / "efficiency.json", speed)
     runtime.write_json(Path(args.out) / "confusion.json", confusions)
 
 

@@ -1,8 +1,10 @@
 """Stage `report`: a markdown report and plots a person reads.
 
-    python stages/report.py --eval reports/eval --data data/prepared --out reports
+    python stages/report.py --eval reports/eval --data data/prepared --live reports/live \
+        --out reports
 
-Writes reports/report.md, reports/plots/accuracy_vs_layers.png and reports/summary.json
+Writes reports/report.md, plots in reports/plots/ (accuracy against layers and against latency,
+per-language accuracy of teacher and student, training curves) and reports/summary.json
 (the headline numbers: teacher, student and truncation-baseline averages).
 """
 
@@ -46,6 +48,76 @@ def plot_accuracy_vs_layers(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def efficiency_table(speed: dict) -> pd.DataFrame:
+    rows = {}
+    for name, e in speed.items():
+        p = e["parameters"]
+        row = {"params (M)": p["total"] / 1e6, "encoder params (M)": p["encoder"] / 1e6,
+               "embedding params (M)": p["embeddings"] / 1e6,
+               "size on disk (MB)": e["bytes_on_disk"] / 1e6, "encoder GFLOPs": e["encoder_gflops"]}
+        for batch, t in e.get("latency", {}).items():
+            row[f"{batch} ms"] = t["ms"]
+            row[f"{batch} ex/s"] = t["examples_per_second"]
+            row[f"{batch} speed-up"] = e[f"speedup_{batch}"]
+        row["FLOP-bound speed-up"] = e["flop_speedup"]
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_accuracy_vs_latency(metrics: dict, speed: dict, path: Path) -> bool:
+    timed = [n for n in metrics if "latency" in speed[n]]
+    if not timed:
+        return False
+    batch = max(speed[timed[0]]["latency"], key=lambda b: int(b.removeprefix("batch")))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in timed:
+        x, y = speed[name]["latency"][batch]["ms"], metrics[name]["accuracy"]["avg"]
+        ax.scatter([x], [y], marker="x" if metrics[name]["role"] == "truncated" else "o")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"latency, {batch}, length 128 (ms, median)")
+    ax.set_ylabel("average test accuracy (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_languages(metrics: dict, path: Path) -> None:
+    roles = {m["role"]: n for n, m in metrics.items()}
+    shown = [roles[r] for r in ("teacher", "student", "truncated")]
+    langs = [k for k in metrics[shown[0]]["accuracy"] if k != "avg"]
+    table = pd.DataFrame({n: [metrics[n]["accuracy"][lang] for lang in langs] for n in shown},
+                         index=langs)
+    ax = table.plot.bar(figsize=(max(6, len(langs) * 0.6), 4), rot=0)
+    ax.set_ylabel("test accuracy (%)")
+    ax.axhline(100 / 3, color="grey", lw=0.8, ls="--", label="chance")
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)
+    plt.close(ax.figure)
+
+
+def plot_training(live: Path, params: dict, path: Path) -> None:
+    """Loss curves of every distill and finetune stage of this cascade (from dvclive's files)."""
+    runs = [("distill", n) for n in params["cascade"]["schedule"]] + \
+           [("finetune", n) for n in params["cascade"]["models"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind in zip(axes, ("distill", "finetune")):
+        for k, name in runs:
+            tsv = live / k / name / "plots" / "metrics" / "train" / "loss.tsv"
+            if k == kind and tsv.is_file():
+                curve = pd.read_csv(tsv, sep="\t")
+                ax.plot(curve.step, curve.loss, label=name, lw=1)
+        ax.set_title(f"{kind} loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def data_table(summary: dict) -> pd.DataFrame:
     rows = {}
     for split, s in summary.items():
@@ -59,7 +131,7 @@ def data_table(summary: dict) -> pd.DataFrame:
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--eval", "--data", "--out"):
+    for flag in ("--eval", "--data", "--live", "--out"):
         ap.add_argument(flag, required=True)
     args = ap.parse_args()
     params = runtime.load_params()
@@ -72,10 +144,15 @@ def run():
     if list(metrics) != names:
         raise ConfigError(f"{path}: models {list(metrics)} do not match cascade.models {names}")
     summary = json.loads((Path(args.data) / "summary.json").read_text())
+    speed = json.loads((Path(args.eval) / "efficiency.json").read_text())
 
     out = Path(args.out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    plot_accuracy_vs_layers(metrics, out / "plots" / "accuracy_vs_layers.png")
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    plot_accuracy_vs_layers(metrics, plots / "accuracy_vs_layers.png")
+    timed = plot_accuracy_vs_latency(metrics, speed, plots / "accuracy_vs_latency.png")
+    plot_languages(metrics, plots / "languages.png")
+    plot_training(Path(args.live), params, plots / "training.png")
     roles = {m["role"]: name for name, m in metrics.items()}
     headline = {f"{role}_avg": metrics[roles[role]]["accuracy"]["avg"]
                 for role in ("teacher", "student", "truncated")}
@@ -100,6 +177,15 @@ def run():
           f"Distillation gain of the student over the truncated baseline: "
           f"{headline['distillation_gain']:+.2f} points.\n",
           "![accuracy against layers](plots/accuracy_vs_layers.png)\n",
+          "![teacher, student and truncated baseline per language](plots/languages.png)\n",
+          "## Efficiency\n",
+          "Measured on this machine with random ids at length "
+          f"{params['evaluate']['timing_length']}: median of {params['evaluate']['timing_repeats']} "
+          "runs after 2 warm-up runs. Speed-ups are over the teacher; the FLOP bound is the ratio "
+          "of encoder FLOPs (embeddings and head do not shrink with depth).\n",
+          efficiency_table(speed).to_markdown(floatfmt=".2f"), "\n",
+          *(["![accuracy against latency](plots/accuracy_vs_latency.png)\n"] if timed else []),
+          "## Training\n", "![training curves](plots/training.png)\n",
           "## Data\n", data_table(summary).to_markdown(), "\n",
           "## Params\n", "```yaml\n" + yaml.safe_dump(params, sort_keys=False) + "```\n"]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")

@@ -27,3 +27,12 @@ def confusion(labels, preds) -> list[list[int]]:
     n = len(LABELS)
     counts = np.bincount(np.asarray(labels) * n + np.asarray(preds), minlength=n * n)
     return counts.reshape(n, n).tolist()
+
+
+def speedups(profile: dict, teacher: dict) -> dict:
+    """Speed-up over the teacher: measured (latency ratio per batch size) and the bound that the
+    ratio of encoder FLOPs allows (embeddings, head and overheads do not shrink with depth)."""
+    out = {"flop_speedup": round(teacher["encoder_gflops"] / profile["encoder_gflops"], 2)}
+    for batch, timing in profile.get("latency", {}).items():
+        out[f"speedup_{batch}"] = round(teacher["latency"][batch]["ms"] / timing["ms"], 2)
+    return out

@@ -1,0 +1,55 @@
+"""Size, FLOPs and measured inference speed of a model at fixed shapes."""
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from .models import count_parameters
+
+
+def encoder_flops(config, seq_len: int) -> int:
+    """Multiply-adds x2 of one forward pass of the encoder layers, per sequence.
+
+    Per layer: Q, K, V, output projections (4 h^2), the feed-forward (2 h ff) per token, and the
+    attention products (2 T h) per token. Embeddings are lookups and are left out.
+    """
+    h, ff, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * (4 * h * h + 2 * h * ff + 2 * seq_len * h)
+    return n * seq_len * per_token
+
+
+def size_on_disk(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
+
+
+@torch.no_grad()
+def latency(model, batch_size: int, seq_len: int, repeats: int, warmup: int, device) -> dict:
+    """Median wall time of a forward pass on random ids (ms), after warm-up runs."""
+    model.to(device).eval()
+    ids = torch.randint(1000, model.config.vocab_size, (batch_size, seq_len),
+                        generator=torch.Generator().manual_seed(0)).to(device)
+    mask = torch.ones_like(ids)
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(input_ids=ids, attention_mask=mask)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    ms = statistics.median(times) * 1000
+    return {"ms": round(ms, 2), "examples_per_second": round(batch_size * 1000 / ms, 1)}
+
+
+def profile(model, folder: Path, cfg: dict, device) -> dict:
+    seq = cfg["timing_length"]
+    out = {"parameters": count_parameters(model.base_model), "bytes_on_disk": size_on_disk(folder),
+           "encoder_gflops": round(encoder_flops(model.config, seq) / 1e9, 3)}
+    if cfg["timing_repeats"] > 0:
+        out["latency"] = {f"batch{b}": latency(model, b, seq, cfg["timing_repeats"], 2, device)
+                          for b in cfg["timing_batches"]}
+    return out

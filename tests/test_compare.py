@@ -1,0 +1,63 @@
+import pytest
+
+from kdcascade import compare
+
+
+def entry(name, steps, seed, student, rev, teacher=80.0, truncated=40.0, **extra):
+    schedule = {f"L{6 - i}": {"step": i} for i in range(1, steps + 1)}
+    params = {"seed": seed, "cascade": {"steps": steps, "student_layers": 3, "schedule": schedule,
+                                        "models": {"L6": {"role": "teacher"}}},
+              "distill": {"init": extra.get("init", "drop_top")}}
+    metrics = {"reports/summary.json": {"data": {
+        "student_avg": student, "teacher_avg": teacher, "truncated_avg": truncated,
+        "distillation_gain": round(student - truncated, 2)}}}
+    return {"rev": rev, "name": name,
+            "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
+
+
+def shown(*exps, baseline=None):
+    """The shape of `dvc exp show --json`: workspace, then the commit with its experiments."""
+    base = baseline or entry("main", 3, 0, 60.0, "c0")
+    return [{**entry(None, 3, 0, 60.0, "workspace"), "experiments": None},
+            {**base, "experiments": [{"revs": [e]} for e in exps]}]
+
+
+def test_rows_for_experiments_with_different_step_counts():
+    table = compare.experiments(shown(entry("a", 1, 0, 50.0, "r1"), entry("b", 6, 0, 58.0, "r2")))
+    assert list(table.name) == ["main", "a", "b"]
+    assert list(table["cascade.steps"]) == [3, 1, 6]
+    assert not any(c.startswith("cascade.schedule") for c in table.columns)
+
+
+def test_seeds_are_pooled_and_noise_is_named():
+    exps = [entry(f"s1-{s}", 1, s, v, f"a{s}") for s, v in ((0, 50.0), (1, 52.0), (2, 51.0))]
+    exps += [entry(f"s3-{s}", 3, s, v, f"b{s}") for s, v in ((1, 60.5), (2, 59.5))]
+    table = compare.experiments(shown(*exps))
+    groups = compare.group_seeds(table)
+    assert list(groups["cascade.steps"]) == [1, 3]
+    one = groups.iloc[0]
+    assert one["student_avg mean"] == pytest.approx(51.0)
+    assert one["student_avg std"] == pytest.approx(1.0)
+    assert one["student_avg count"] == 3 and one["seeds"] == "0,1,2"
+    three = groups.iloc[1]  # main (seed 0, 60.0) and two seeds
+    assert three["student_avg count"] == 3 and three["student_avg mean"] == pytest.approx(60.0)
+    verdicts = list(compare.against_reference(groups))
+    assert verdicts == ["within noise", "beyond noise (>2 SE)"]
+
+
+def test_other_params_are_never_pooled_with_seeds():
+    exps = [entry("u", 1, 1, 50.0, "r1", init="uniform"), entry("d", 1, 1, 55.0, "r2")]
+    groups = compare.group_seeds(compare.experiments(shown(*exps)))
+    assert len(groups) == 3  # (1, drop_top), (1, uniform), (3, drop_top)
+    assert set(groups["distill.init"]) == {"drop_top", "uniform"}
+
+
+def test_a_commit_and_its_experiment_count_once():
+    same = entry("exp", 3, 0, 60.0, "r9")
+    assert len(compare.experiments(shown(same))) == 1
+
+
+def test_verdicts():
+    assert compare.verdict(50, 1, 1, 51, 1, 3) == "one seed: noise unknown"
+    assert compare.verdict(50, 1, 4, 50.5, 1, 4) == "within noise"
+    assert compare.verdict(50, 0.1, 4, 52, 0.1, 4) == "beyond noise (>2 SE)"
