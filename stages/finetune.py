@@ -31,7 +31,7 @@ def run():
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
 
     runtime.seed_everything(seed)
-    model = classify.load_classifier(str(Path(args.models) / args.model))
+    model = classify.load_classifier(str(Path(args.models) / args.model), cfg["pooling"])
     models.freeze(model, cfg["freeze"])
     device = training.device_of(cfg.get("device", "auto"))
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:

@@ -5,13 +5,24 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from . import data
+from . import data, heads
 from .errors import ConfigError
 from .labels import LABEL_IDS, LABELS
 from .training import run_training
 
+POOLINGS = ("cls", "mean")
 
-def load_classifier(location: str):
+
+def load_classifier(location: str, pooling: str | None = None):
+    """An encoder with a 3-way NLI head. `cls`: Hugging Face's BertForSequenceClassification
+    (CLS + pooler); `mean`: mean over real tokens (heads.MeanPoolingClassifier).
+    None: whatever head the folder was fine-tuned with."""
+    if pooling is None:
+        pooling = "mean" if heads.has_mean_head(location) else "cls"
+    if pooling == "mean":
+        return heads.MeanPoolingClassifier.from_pretrained(location, list(LABELS))
+    if pooling != "cls":
+        raise ConfigError(f"finetune.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
     return AutoModelForSequenceClassification.from_pretrained(
         location, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_IDS)
 
@@ -63,7 +74,7 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, dev
 
     batches = data.loader(train, cfg["batch_size"], model.config.pad_token_id, shuffle=True,
                           seed=seed)
-    stats = run_training(model, batches, step_loss, cfg, live, desc,
+    stats = run_training(model, batches, step_loss, cfg, live, desc, device,
                          on_epoch_fraction=evaluate_dev,
                          evals_per_epoch=cfg.get("evals_per_epoch", 1))
     model.load_state_dict(state["weights"])

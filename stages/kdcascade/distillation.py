@@ -42,6 +42,6 @@ def distill(student, teacher, objective: Objective, loader, cfg: dict, live, dev
             first["first_batch_loss"] = round(loss.item(), 6)
         return loss, terms
 
-    stats = run_training(student, loader, step_loss, cfg, live, desc,
+    stats = run_training(student, loader, step_loss, cfg, live, desc, device,
                          extra_params=objective.parameters())
     return {**stats, **first}

@@ -74,7 +74,12 @@ class Objective(torch.nn.Module):
             where = f"distill.objectives[{k}]"
             name = spec.get("loss")
             get_loss(name)  # unknown name -> one clear error
-            fn_feature = FEATURE_OF_LOSS[name]
+            fn_feature = spec.get("feature", FEATURE_OF_LOSS[name])
+            if fn_feature != FEATURE_OF_LOSS[name] and {fn_feature, FEATURE_OF_LOSS[name]} != {
+                    "attention", "attention_scores"}:
+                raise ConfigError(f"{where}.feature={fn_feature!r}: {name} reads "
+                                  f"'{FEATURE_OF_LOSS[name]}' (attention losses may read "
+                                  "'attention' probabilities or pre-softmax 'attention_scores')")
             if fn_feature == "logits":
                 raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
                                   "distill step matches encoders (task-agnostic distillation)")

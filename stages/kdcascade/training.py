@@ -1,5 +1,6 @@
 """The optimisation loop shared by distillation and fine-tuning."""
 
+import contextlib
 import math
 import time
 from typing import Callable, Iterable
@@ -34,7 +35,22 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float,
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(cfg: dict, device: torch.device):
+    """Mixed precision through torch.amp: `precision: bf16` (CPU with AVX512-BF16/AMX, or GPU)
+    or `fp16` (GPU); weights and optimizer state stay fp32, losses are computed in fp32."""
+    dtype = PRECISIONS[cfg.get("precision", "fp32")]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def check_training_params(cfg: dict, stage: str) -> None:
+    if cfg.get("precision", "fp32") not in PRECISIONS:
+        raise ConfigError(f"{stage}.precision={cfg['precision']!r}: expected one of "
+                          f"{', '.join(PRECISIONS)}")
     for key, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("warmup", float)):
         value = cfg.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (
@@ -43,7 +59,7 @@ def check_training_params(cfg: dict, stage: str) -> None:
 
 
 def run_training(model: torch.nn.Module, loader, step_loss: Callable, cfg: dict, live,
-                 desc: str, extra_params: Iterable[torch.nn.Parameter] = (),
+                 desc: str, device: torch.device, extra_params: Iterable[torch.nn.Parameter] = (),
                  on_epoch_fraction: Callable | None = None, evals_per_epoch: int = 0) -> dict:
     """Train for cfg['epochs'] epochs; `step_loss(batch)` returns (loss, {term: value}).
 
@@ -63,7 +79,8 @@ def run_training(model: torch.nn.Module, loader, step_loss: Callable, cfg: dict,
     bar = tqdm(total=total, desc=desc, mininterval=2.0)
     for _epoch in range(cfg["epochs"]):
         for i, batch in enumerate(loader, start=1):
-            loss, terms = step_loss(batch)
+            with autocast(cfg, device):
+                loss, terms = step_loss(batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad]
                                            + extra_params, 1.0)
