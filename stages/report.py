@@ -23,6 +23,12 @@ from kdcascade import runtime, schedule  # noqa: E402
 from kdcascade.errors import ConfigError  # noqa: E402
 
 
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def accuracy_table(metrics: dict) -> pd.DataFrame:
     rows = {f"{name} ({m['role']})": {**m["accuracy"], "retention %": m["retention"]}
             for name, m in metrics.items()}
@@ -38,14 +44,14 @@ def plot_accuracy_vs_layers(metrics: dict, path: Path) -> None:
         if m["role"] == "truncated":
             ax.scatter([m["layers"]], [m["accuracy"]["avg"]], marker="x", s=60, color="C3",
                        label=f"{name}: truncated, not distilled")
+    ax.axhline(100 / 3, color="grey", lw=0.8, ls="--", label="chance (balanced labels)")
+    ax.set_xticks(sorted({m["layers"] for m in metrics.values()}))
     ax.set_xlabel("encoder layers")
     ax.set_ylabel("average test accuracy over languages (%)")
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def efficiency_table(speed: dict) -> pd.DataFrame:
@@ -77,9 +83,7 @@ def plot_accuracy_vs_latency(metrics: dict, speed: dict, path: Path) -> bool:
     ax.set_xlabel(f"latency, {batch}, length 128 (ms, median)")
     ax.set_ylabel("average test accuracy (%)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
@@ -93,9 +97,7 @@ def plot_languages(metrics: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.axhline(100 / 3, color="grey", lw=0.8, ls="--", label="chance")
     ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=120)
-    plt.close(ax.figure)
+    save(ax.figure, path)
 
 
 def plot_training(live: Path, params: dict, path: Path) -> None:
@@ -113,9 +115,7 @@ def plot_training(live: Path, params: dict, path: Path) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def data_table(summary: dict) -> pd.DataFrame:
