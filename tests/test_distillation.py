@@ -130,3 +130,22 @@ def test_capture_kernel_records_only_the_layers_a_term_reads(minilm_path):
     torch.testing.assert_close(scores.softmax(-1), eager.attentions[1], atol=1e-5, rtol=1e-5)
     assert capture.recorded(model, 2)["qkv"][0].shape == (2, 12, scores.shape[-1], 32)
     assert all(capture.recorded(model, i) == {} for i in (1, 3, 4, 5, 6))
+
+
+def test_same_seed_same_losses(minilm_path, sentences):
+    """Reruns with one seed give identical numbers on one machine (dropout, shuffling, init)."""
+    def run():
+        torch.manual_seed(0)
+        teacher = models.truncate(models.load_encoder(minilm_path), [0, 1, 2])
+        student = models.truncate(teacher, [0, 1])
+        models.freeze(student, ["embed"])
+        objective = Objective([{"loss": "hidden_mse", "map": "shifted"}], student.config,
+                              teacher.config)
+        live = Recorder()
+        cfg = {"epochs": 1, "lr": 5e-4, "warmup": 0.0, "weight_decay": 0.01, "batch_size": 6}
+        distillation.distill(student, teacher, objective,
+                             data.loader(sentences, 6, 0, shuffle=True, seed=3), cfg, live,
+                             torch.device("cpu"))
+        return [v for k, v in live.logged if k == "train/loss"]
+
+    assert run() == run()
