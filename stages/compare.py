@@ -61,14 +61,14 @@ def run():
     fig.tight_layout()
     fig.savefig(out / f"student_vs_{args.by}.png", dpi=120)
     shown = ["name", args.by, "seed", *compare.HEADLINE]
+    summary = groups[[c for c in groups.columns if c not in (
+        f"{m} {s}" for m in compare.HEADLINE[1:] for s in ("std", "count"))]]
     md = ["# Experiments compared\n", table[shown].to_markdown(index=False, floatfmt=".2f"), "\n",
           f"## Grouped by {args.by} (seeds pooled)\n",
-          groups[[args.by, "seeds", "student_avg mean", "student_avg std", "student_avg count",
-                  "truncated_avg mean", "teacher_avg mean", "distillation_gain mean",
-                  "student vs first group"]].to_markdown(index=False, floatfmt=".2f"), "\n",
+          summary.to_markdown(index=False, floatfmt=".2f"), "\n",
           f"![student against {args.by}](student_vs_{args.by}.png)\n"]
     (out / "comparison.md").write_text("\n".join(md), encoding="utf-8")
-    print(groups.to_string(index=False))
+    print(summary.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def repo(tmp_path_factory):
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
-        if (ROOT / rel).is_file():
+        # the project's files only: not a lock or reports left by a run in this checkout
+        if (ROOT / rel).is_file() and rel != "dvc.lock" and not rel.startswith("reports/"):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     sh(sys.executable, "-m", "kdcascade.compose", "preset=tiny", cwd=dest / "stages")
