@@ -9,6 +9,7 @@ so the report can show what distillation adds over truncation alone.
 import argparse
 
 from kdcascade import models, runtime, schedule
+from kdcascade.errors import ConfigError
 
 
 def run():
@@ -25,7 +26,7 @@ def run():
     teacher = models.load_encoder(location)
     tokenizer = models.load_tokenizer(location)
     if models.num_layers(teacher) != t["layers"]:
-        raise runtime.ConfigError(
+        raise ConfigError(
             f"teacher.layers={t['layers']}: the teacher at {location} has "
             f"{models.num_layers(teacher)} layers; set teacher.layers to match")
     baseline = models.truncate(teacher, keep)

@@ -51,8 +51,3 @@ def enable(model, wants: dict[int, set]) -> None:
 
 def recorded(model, layer: int) -> dict:
     return self_attentions(model)[layer - 1].kd_record
-
-
-def clear(model) -> None:
-    for attn in self_attentions(model):
-        attn.kd_record = {}

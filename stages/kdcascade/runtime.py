@@ -24,12 +24,6 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         return yaml.safe_load(f)
 
 
-def section(params: dict, name: str) -> dict:
-    if name not in params:
-        raise ConfigError(f"params.yaml: missing section '{name}'")
-    return params[name]
-
-
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -1,0 +1,63 @@
+"""Bad input ends a stage with one line naming what is wrong, exit status 2, and no output."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from kdcascade.compose import compose
+
+
+def run_stage(cwd, script, *args):
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    compose(tmp_path / "params.yaml", [])
+    return tmp_path
+
+
+def edit_params(workdir, change):
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    change(params)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def assert_one_line_error(out, *words):
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_distill_without_prepared_data(workdir):
+    out = run_stage(workdir, "distill.py", "--model", "L5", "--models", "models", "--data", "prep",
+                    "--live", "live")
+    assert_one_line_error(out, "prep/distill.parquet", "prepare")
+    assert not (workdir / "models" / "L5").exists()
+
+
+def test_teacher_with_a_bad_init(workdir):
+    edit_params(workdir, lambda p: p["distill"].update(init="middle"))
+    out = run_stage(workdir, "teacher.py", "--out", "m/L6", "--baseline-out", "m/L3-trunc")
+    assert_one_line_error(out, "distill.init='middle'")
+    assert not (workdir / "m").exists()
+
+
+def test_a_hand_edited_schedule(workdir):
+    edit_params(workdir, lambda p: p["cascade"].update(steps=1))
+    out = run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "d",
+                    "--out", "o", "--live", "l")
+    assert_one_line_error(out, "cascade.schedule/cascade.models do not match")
+
+
+def test_prepare_with_an_unknown_language(workdir, minilm_path):
+    edit_params(workdir, lambda p: p["data"].update(languages=["en", "xx"]))
+    out = run_stage(workdir, "prepare.py", "--teacher", minilm_path, "--out", "prepared")
+    assert_one_line_error(out, "data.languages", "'xx'")
+    assert not (workdir / "prepared").exists()
