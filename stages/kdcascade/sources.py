@@ -74,6 +74,8 @@ def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
         if d["source"] != "synthetic":
             raise ConfigError("data.distill_corpus=generated: only the synthetic source "
                               "generates sentences; use `train` or a text file")
+        if n is None:
+            raise ConfigError("data.sizes.distill: the generated corpus needs a size")
         from . import synthetic
 
         rows = [(lang, s) for lang in d["languages"]
