@@ -21,3 +21,4 @@ def _as_config(fn):
 
 OmegaConf.register_new_resolver("cascade_schedule", _as_config(schedule.distill_steps), replace=True)
 OmegaConf.register_new_resolver("cascade_models", _as_config(schedule.models), replace=True)
+OmegaConf.register_new_resolver("cascade_students", _as_config(schedule.students), replace=True)

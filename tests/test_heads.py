@@ -35,3 +35,36 @@ def test_loss_and_frozen_embeddings(minilm_path):
     out.loss.backward()
     assert model.classifier.weight.grad is not None
     assert encoder.embeddings.word_embeddings.weight.grad is None
+
+
+def test_soft_labels_from_a_finetuned_teacher(minilm_path):
+    import pandas as pd
+    import pytest
+
+    from kdcascade import data
+    from kdcascade.errors import ConfigError
+    from test_distillation import Recorder
+
+    tok = models.load_tokenizer(minilm_path)
+    pairs = pd.DataFrame({"language": ["en"] * 8, "premise": ["Anna has 3 apples."] * 8,
+                          "hypothesis": ["Anna has 3 apples.", "Marco has 2 cats."] * 4,
+                          "label": [0, 1] * 4})
+    pairs, _ = data.tokenize_pairs(tok, pairs, 32)
+    torch.manual_seed(0)
+    encoder = models.load_encoder(minilm_path)
+    teacher = heads.MeanPoolingClassifier(models.truncate(encoder, [0, 1]), list(LABELS))
+    student = heads.MeanPoolingClassifier(models.truncate(encoder, [0]), list(LABELS))
+    cfg = {"epochs": 1, "lr": 1e-3, "warmup": 0.0, "weight_decay": 0.0, "batch_size": 4,
+           "evals_per_epoch": 1, "soft_labels": {"weight": 0.5, "temperature": 2.0}}
+    live = Recorder()
+    classify.finetune(student, pairs, pairs, cfg, live, torch.device("cpu"), 0, teacher=teacher)
+    logged = dict(live.logged)
+    assert logged["train/soft_label_kl"] > 0 and "train/cross_entropy" in logged
+    # the loss is the stated mix of the two terms
+    last = [v for k, v in live.logged if k.startswith("train/") and k != "train/lr"][-3:]
+    total, ce, kl = last
+    assert total == pytest.approx(0.5 * ce + 0.5 * kl, rel=1e-5)
+    for bad, words in (({"weight": 2}, "soft_labels.weight=2"),
+                       ({"weight": 0.5, "temperature": 0}, "soft_labels.temperature=0")):
+        with pytest.raises(ConfigError, match=words):
+            classify.check_soft_labels({"soft_labels": bad})

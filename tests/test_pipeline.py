@@ -75,7 +75,7 @@ def test_repro_then_experiment_with_another_step_count(repo):
              cwd=repo)
     # only the stages downstream of the changed schedule ran again
     assert "Running stage 'distill@L4'" in out
-    assert "Running stage 'finetune@L6'" not in out and "Running stage 'prepare'" not in out
+    assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert list(composed["cascade"]["schedule"]) == ["L4"]
     assert composed["cascade"]["schedule"]["L4"]["from"] == "L6"

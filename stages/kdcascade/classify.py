@@ -7,6 +7,7 @@ from transformers import AutoModelForSequenceClassification
 
 from . import data, heads
 from .errors import ConfigError
+from .losses import logits_kl
 from .labels import LABEL_IDS, LABELS
 from .training import run_training
 
@@ -50,19 +51,44 @@ def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
     return dev[dev.language.isin(langs)].reset_index(drop=True)
 
 
+def check_soft_labels(cfg: dict) -> tuple[float, float]:
+    """(weight, temperature) of the soft-label term; weight 0 turns it off."""
+    soft = cfg.get("soft_labels") or {}
+    weight, temperature = soft.get("weight", 0.0), soft.get("temperature", 1.0)
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"finetune.soft_labels.weight={weight!r}: expected 0..1")
+    if not temperature > 0:
+        raise ConfigError(f"finetune.soft_labels.temperature={temperature!r}: expected > 0")
+    return float(weight), float(temperature)
+
+
 def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, device,
-             seed: int, desc: str = "finetune") -> dict:
+             seed: int, desc: str = "finetune", teacher=None) -> dict:
     """Train on `train`; keep the weights with the best dev accuracy (%; ties: the earlier one).
 
+    With a fine-tuned `teacher` and finetune.soft_labels.weight w > 0 the loss is
+    (1 - w) * cross-entropy + w * KL(teacher || student) at temperature T, times T^2
+    (task-specific distillation, Hinton / DistilBERT convention).
     Only dev is read for selection: the test split never enters this function.
     """
     model.to(device)
     best = {"dev_accuracy": -1.0, "step": 0}
     state = {}
+    weight, temperature = check_soft_labels(cfg)
+    if teacher is not None:
+        teacher.to(device).eval()
 
     def step_loss(batch):
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        return out.loss, {}
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(**batch)
+        if teacher is None or weight == 0:
+            return out.loss, {}
+        with torch.no_grad():
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            teacher_logits = teacher(**inputs).logits
+        soft = logits_kl(out.logits, teacher_logits, temperature)
+        return (1 - weight) * out.loss + weight * soft, {"cross_entropy": out.loss.item(),
+                                                          "soft_label_kl": soft.item()}
 
     def evaluate_dev(step):
         correct = predict(model, dev, cfg["batch_size"] * 2, device) == dev.label.to_numpy()

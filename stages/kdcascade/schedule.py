@@ -56,6 +56,12 @@ def models(teacher_layers: int, student_layers: int, steps: int) -> dict[str, di
     return out
 
 
+def students(teacher_layers: int, student_layers: int, steps: int) -> dict[str, dict]:
+    """The models fine-tuned after the teacher (they may learn from its fine-tuned logits)."""
+    return {name: m for name, m in models(teacher_layers, student_layers, steps).items()
+            if m["role"] != "teacher"}
+
+
 def check_params(params: dict) -> None:
     """Refuse a params.yaml whose stored schedule disagrees with its own teacher/student/steps.
 
@@ -65,7 +71,9 @@ def check_params(params: dict) -> None:
     t, c = params["teacher"], params["cascade"]
     want_steps = distill_steps(t["layers"], c["student_layers"], c["steps"])
     want_models = models(t["layers"], c["student_layers"], c["steps"])
-    if c.get("schedule") != want_steps or c.get("models") != want_models:
+    want_students = students(t["layers"], c["student_layers"], c["steps"])
+    if (c.get("schedule"), c.get("models"), c.get("students")) != (
+            want_steps, want_models, want_students):
         raise ConfigError(
             f"params.yaml: cascade.schedule/cascade.models do not match teacher.layers="
             f"{t['layers']}, cascade.student_layers={c['student_layers']}, cascade.steps="
