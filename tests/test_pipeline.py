@@ -56,6 +56,10 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert 0 <= m["accuracy"]["avg"] <= 100
     for name in models:
         assert (repo / "data/finetuned" / name / "config.json").is_file()
+    # the tiny preset turns on soft labels: every student learnt from the teacher's logits
+    for name in models[1:]:
+        live = json.loads((repo / f"reports/live/finetune/{name}/metrics.json").read_text())
+        assert live["train"]["soft_label_kl"] >= 0 and "cross_entropy" in live["train"]
     for name in ("L5", "L4"):
         live = json.loads((repo / f"reports/live/distill/{name}/metrics.json").read_text())
         assert live["train"]["hidden_mse"] >= 0 and live["first_batch_loss"] > 0
