@@ -1,4 +1,4 @@
-"""Stage `finetune@<model>`: fine-tune one model of the cascade on the English NLI train split.
+"""Stages `finetune-teacher` and `finetune@<model>`: fine-tune one model of the cascade on NLI.
 
     python stages/finetune.py --model L5 --models data/models --data data/prepared \
         --out data/finetuned/L5 --live reports/live/finetune/L5
