@@ -41,7 +41,8 @@ def run():
 
     runtime.seed_everything(seed)
     teacher = models.load_encoder(str(teacher_dir))
-    source = models.load_encoder(str(init_dir))
+    # truncate() copies, so the predecessor itself can be the source: no second load
+    source = teacher if init_dir == teacher_dir else models.load_encoder(str(init_dir))
     keep = models.select_layers(cfg["init"], models.num_layers(source), step["layers"])
     student = models.truncate(source, keep)
     objective = Objective(cfg["objectives"], student.config, teacher.config)

@@ -46,8 +46,7 @@ def load_tokenizer(location: str):
 
 def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
     """The transformer body, whether `model` is a bare encoder or has a task head."""
-    body = getattr(model, model.base_model_prefix, model)
-    return body
+    return getattr(model, model.base_model_prefix, model)
 
 
 def num_layers(model: PreTrainedModel) -> int:
