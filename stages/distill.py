@@ -1,18 +1,19 @@
 """Stage `distill@<model>`: one step of the cascade.
 
     python stages/distill.py --model L5 --models data/models --data data/prepared \
-        --live reports/live/distill/L5
+        --live reports/live/distill/L5 [--checkpoints data/checkpoints/distill/L5]
 
 The student (params cascade.schedule[<model>]) is initialised from its predecessor by truncation
-(distill.init) and distilled from it on the unlabeled sentences, embeddings frozen.
+(distill.init) and distilled from it on the unlabeled sentences, embeddings frozen. With
+distill.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
+checkpoint.
 """
 
 import argparse
 from pathlib import Path
 
-from dvclive import Live
-
-from kdcascade import data, distillation, models, runtime, schedule, training
+from kdcascade import checkpoints, distillation, launch, models, runtime, schedule, training
+from kdcascade.data import read_split
 from kdcascade.errors import ConfigError
 from kdcascade.objectives import Objective
 
@@ -23,6 +24,7 @@ def run():
     ap.add_argument("--models", required=True, help="folder holding one folder per model")
     ap.add_argument("--data", required=True)
     ap.add_argument("--live", required=True)
+    ap.add_argument("--checkpoints", help="folder for resumable state (distill.checkpoint_every)")
     args = ap.parse_args()
     params = runtime.load_params()
     schedule.check_params(params)
@@ -37,8 +39,10 @@ def run():
     # LightMBERT's `bottom` takes the original teacher's layers; the others take the predecessor's
     init_dir = (models_dir / schedule.model_name(params["teacher"]["layers"])
                 if cfg["init"] == "bottom" else teacher_dir)
-    sentences = data.read_split(args.data, "distill")
+    sentences = read_split(args.data, "distill")
+    launch.relaunch(cfg)
 
+    accelerator = training.accelerator_for(cfg)
     runtime.seed_everything(seed)
     teacher = models.load_encoder(str(teacher_dir))
     # truncate() copies, so the predecessor itself can be the source: no second load
@@ -49,25 +53,33 @@ def run():
     frozen = models.freeze(student, cfg["freeze"])
     before = {n: p.detach().clone() for n, p in student.named_parameters() if n in frozen}
 
-    device = training.device_of(cfg.get("device", "auto"))
-    batches = data.loader(sentences, cfg["batch_size"], student.config.pad_token_id,
-                          shuffle=True, seed=seed)
-    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
-        stats = distillation.distill(student, teacher, objective, batches, cfg, live, device,
-                                     desc=f"distill {step['from']}->{args.model}")
+    stage_params = {"step": step, "kept_layers": keep, "distill": cfg, "seed": seed}
+    saved = checkpoints.Checkpoints(
+        args.checkpoints, cfg.get("checkpoint_every", 0), stage_params,
+        [teacher_dir, init_dir, Path(args.data) / "distill.parquet"], accelerator, args.live)
+    resumed = saved.find()
+    with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
+        stats = distillation.distill(student, teacher, objective, sentences, cfg, live,
+                                     accelerator, seed, f"distill {step['from']}->{args.model}",
+                                     saved)
         moved = [n for n, p in student.named_parameters() if n in frozen
                  and not (p.detach().cpu() == before[n]).all()]
         if moved:
             raise RuntimeError(f"frozen parameters changed during distillation: {moved[:3]}")
+        precision = stats.pop("precision")
         for key, value in {**stats, "kept_layers": len(keep)}.items():
             live.summary[key] = value
-    student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
-    with runtime.atomic_dir(models_dir / args.model) as tmp:
-        student.cpu().save_pretrained(tmp)
-        models.load_tokenizer(str(teacher_dir)).save_pretrained(tmp)
-        runtime.write_provenance(tmp, f"distill@{args.model}",
-                                 {"step": step, "kept_layers": keep, "distill": cfg, "seed": seed})
-    print(f"{step['from']} -> {args.model}: {stats}")
+    if accelerator.is_main_process:
+        student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
+        with runtime.atomic_dir(models_dir / args.model) as tmp:
+            student.cpu().save_pretrained(tmp)
+            models.load_tokenizer(str(teacher_dir)).save_pretrained(tmp)
+            runtime.write_provenance(tmp, f"distill@{args.model}", {
+                **stage_params, "processes": accelerator.num_processes,
+                "precision": precision, "resumed_from_step": resumed})
+        print(f"{step['from']} -> {args.model}: {stats}")
+    saved.finish()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

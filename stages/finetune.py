@@ -1,19 +1,19 @@
 """Stages `finetune-teacher` and `finetune@<model>`: fine-tune one model of the cascade on NLI.
 
     python stages/finetune.py --model L5 --models data/models --data data/prepared \
-        --out data/finetuned/L5 --live reports/live/finetune/L5
+        --out data/finetuned/L5 --live reports/live/finetune/L5 \
+        [--checkpoints data/checkpoints/finetune/L5]
 
 The checkpoint is chosen on dev (finetune.select_on), never on test. With
 --teacher-finetuned and finetune.soft_labels.weight > 0 the model also learns from the fine-tuned
-teacher's logits (task-specific distillation).
+teacher's logits (task-specific distillation). With finetune.processes > 1 it runs under
+`accelerate launch`; a killed run resumes from its last checkpoint.
 """
 
 import argparse
 from pathlib import Path
 
-from dvclive import Live
-
-from kdcascade import classify, data, models, runtime, schedule, training
+from kdcascade import checkpoints, classify, data, launch, models, runtime, schedule, training
 from kdcascade.errors import ConfigError
 
 
@@ -22,6 +22,7 @@ def run():
     for flag in ("--model", "--models", "--data", "--out", "--live"):
         ap.add_argument(flag, required=True)
     ap.add_argument("--teacher-finetuned", help="the fine-tuned teacher, for soft labels")
+    ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
     args = ap.parse_args()
     params = runtime.load_params()
     schedule.check_params(params)
@@ -33,23 +34,39 @@ def run():
     weight, _ = classify.check_soft_labels(cfg)
     train = data.read_split(args.data, "train")
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
+    soft_teacher = args.teacher_finetuned if weight > 0 else None
+    launch.relaunch(cfg)
 
+    accelerator = training.accelerator_for(cfg)
     runtime.seed_everything(seed)
-    model = classify.load_classifier(str(Path(args.models) / args.model), cfg["pooling"])
+    model_dir = Path(args.models) / args.model
+    model = classify.load_classifier(str(model_dir), cfg["pooling"])
     models.freeze(model, cfg["freeze"])
-    teacher = (classify.load_classifier(args.teacher_finetuned)
-               if weight > 0 and args.teacher_finetuned else None)
-    device = training.device_of(cfg.get("device", "auto"))
-    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
-        stats = classify.finetune(model, train, dev, cfg, live, device, seed,
-                                  desc=f"finetune {args.model}", teacher=teacher)
+    teacher = classify.load_classifier(soft_teacher) if soft_teacher else None
+    stage_params = {"finetune": cfg, "seed": seed}
+    inputs = [model_dir, Path(args.data) / "train.parquet", Path(args.data) / "dev.parquet"]
+    saved = checkpoints.Checkpoints(args.checkpoints, cfg.get("checkpoint_every", 0),
+                                    {**stage_params, "model": args.model},
+                                    inputs + ([soft_teacher] if soft_teacher else []),
+                                    accelerator, args.live)
+    resumed = saved.find()
+    with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
+        stats = classify.finetune(model, train, dev, cfg, live, accelerator, seed,
+                                  desc=f"finetune {args.model}", teacher=teacher,
+                                  checkpoints=saved)
+        precision = stats.pop("precision")
         for key, value in stats.items():
             live.summary[key] = value
-    with runtime.atomic_dir(args.out) as tmp:
-        model.cpu().save_pretrained(tmp)
-        models.load_tokenizer(str(Path(args.models) / args.model)).save_pretrained(tmp)
-        runtime.write_provenance(tmp, f"finetune@{args.model}", {"finetune": cfg, "seed": seed})
-    print(f"{args.model}: {stats}")
+    if accelerator.is_main_process:
+        with runtime.atomic_dir(args.out) as tmp:
+            model.cpu().save_pretrained(tmp)
+            models.load_tokenizer(str(model_dir)).save_pretrained(tmp)
+            runtime.write_provenance(tmp, f"finetune@{args.model}", {
+                **stage_params, "processes": accelerator.num_processes,
+                "precision": precision, "resumed_from_step": resumed})
+        print(f"{args.model}: {stats}")
+    saved.finish()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

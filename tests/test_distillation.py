@@ -7,18 +7,7 @@ from kdcascade import data, distillation, models, training
 from kdcascade.errors import ConfigError
 from kdcascade.objectives import Objective, layer_pairs
 
-
-class Recorder:
-    """Stands in for dvclive.Live: keeps what was logged."""
-
-    def __init__(self):
-        self.logged, self.summary = [], {}
-
-    def log_metric(self, name, value, **_):
-        self.logged.append((name, value))
-
-    def next_step(self):
-        pass
+from conftest import Recorder
 
 
 def test_layer_maps():
@@ -70,7 +59,7 @@ def sentences(minilm_path):
     [{"loss": "minilm_relation", "map": "last", "relations": ["query", "value"]}],
 ])
 def test_distilling_moves_student_towards_teacher_and_keeps_frozen_weights(
-        minilm_path, sentences, terms):
+        minilm_path, sentences, terms, accelerator):
     torch.manual_seed(0)
     # a 3-layer cut of the real MiniLM as teacher keeps the test fast
     teacher = models.truncate(models.load_encoder(minilm_path), [0, 1, 2])
@@ -79,11 +68,10 @@ def test_distilling_moves_student_towards_teacher_and_keeps_frozen_weights(
     assert objective.teacher_depth == 3
     frozen = models.freeze(student, ["embed"])
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
-    cfg = {"epochs": 4, "lr": 5e-4, "warmup": 0.0, "weight_decay": 0.01, "batch_size": 8}
+    cfg = {"epochs": 4, "lr": 5e-4, "warmup": 0.0, "weight_decay": 0.01, "batch_size": 6}
     live = Recorder()
-    batches = data.loader(sentences, 6, student.config.pad_token_id, shuffle=True, seed=0)
-    stats = distillation.distill(student, teacher, objective, batches, cfg, live,
-                                 torch.device("cpu"))
+    stats = distillation.distill(student, teacher, objective, sentences, cfg, live, accelerator,
+                                 seed=0)
     losses = [v for k, v in live.logged if k == "train/loss"]
     assert len(losses) == stats["optimizer_steps"] == 8
     assert sum(losses[-2:]) < sum(losses[:2])
@@ -132,7 +120,7 @@ def test_capture_kernel_records_only_the_layers_a_term_reads(minilm_path):
     assert all(capture.recorded(model, i) == {} for i in (1, 3, 4, 5, 6))
 
 
-def test_same_seed_same_losses(minilm_path, sentences):
+def test_same_seed_same_losses(minilm_path, sentences, accelerator):
     """Reruns with one seed give identical numbers on one machine (dropout, shuffling, init)."""
     def run():
         torch.manual_seed(0)
@@ -143,9 +131,8 @@ def test_same_seed_same_losses(minilm_path, sentences):
                               teacher.config)
         live = Recorder()
         cfg = {"epochs": 1, "lr": 5e-4, "warmup": 0.0, "weight_decay": 0.01, "batch_size": 6}
-        distillation.distill(student, teacher, objective,
-                             data.loader(sentences, 6, 0, shuffle=True, seed=3), cfg, live,
-                             torch.device("cpu"))
+        distillation.distill(student, teacher, objective, sentences, cfg, live, accelerator,
+                             seed=3)
         return [v for k, v in live.logged if k == "train/loss"]
 
     assert run() == run()

@@ -37,13 +37,13 @@ def test_loss_and_frozen_embeddings(minilm_path):
     assert encoder.embeddings.word_embeddings.weight.grad is None
 
 
-def test_soft_labels_from_a_finetuned_teacher(minilm_path):
+def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
     import pandas as pd
     import pytest
 
     from kdcascade import data
     from kdcascade.errors import ConfigError
-    from test_distillation import Recorder
+    from conftest import Recorder
 
     tok = models.load_tokenizer(minilm_path)
     pairs = pd.DataFrame({"language": ["en"] * 8, "premise": ["Anna has 3 apples."] * 8,
@@ -57,7 +57,7 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path):
     cfg = {"epochs": 1, "lr": 1e-3, "warmup": 0.0, "weight_decay": 0.0, "batch_size": 4,
            "evals_per_epoch": 1, "soft_labels": {"weight": 0.5, "temperature": 2.0}}
     live = Recorder()
-    classify.finetune(student, pairs, pairs, cfg, live, torch.device("cpu"), 0, teacher=teacher)
+    classify.finetune(student, pairs, pairs, cfg, live, accelerator, 0, teacher=teacher)
     logged = dict(live.logged)
     assert logged["train/soft_label_kl"] > 0 and "train/cross_entropy" in logged
     # the loss is the stated mix of the two terms

@@ -6,10 +6,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from . import data, heads
+from .batching import plan_for
 from .errors import ConfigError
 from .losses import logits_kl
 from .labels import LABEL_IDS, LABELS
-from .training import run_training
+from .training import Trainer, run_training
 
 POOLINGS = ("cls", "mean")
 
@@ -62,47 +63,79 @@ def check_soft_labels(cfg: dict) -> tuple[float, float]:
     return float(weight), float(temperature)
 
 
-def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, device,
-             seed: int, desc: str = "finetune", teacher=None) -> dict:
-    """Train on `train`; keep the weights with the best dev accuracy (%; ties: the earlier one).
-
-    With a fine-tuned `teacher` and finetune.soft_labels.weight w > 0 the loss is
+class FinetuneModule(torch.nn.Module):
+    """What is trained: the classifier. With a fine-tuned `teacher` (kept out of the module's
+    parameters, like the distillation teacher) and weight w > 0 the loss is
     (1 - w) * cross-entropy + w * KL(teacher || student) at temperature T, times T^2
-    (task-specific distillation, Hinton / DistilBERT convention).
-    Only dev is read for selection: the test split never enters this function.
-    """
-    model.to(device)
-    best = {"dev_accuracy": -1.0, "step": 0}
-    state = {}
-    weight, temperature = check_soft_labels(cfg)
-    if teacher is not None:
-        teacher.to(device).eval()
+    (task-specific distillation, Hinton / DistilBERT convention)."""
 
-    def step_loss(batch):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        if teacher is None or weight == 0:
-            return out.loss, {}
+    def __init__(self, model, teacher=None, weight: float = 0.0, temperature: float = 1.0):
+        super().__init__()
+        self.model, self.weight, self.temperature = model, weight, temperature
+        object.__setattr__(self, "teacher", teacher if weight > 0 else None)
+
+    def forward(self, batch: dict, shares: dict | None = None):
+        share = 1.0 if shares is None else shares["example"]
+        out = self.model(**batch)
+        cross_entropy = out.loss * share
+        if self.teacher is None:
+            return cross_entropy, {}
         with torch.no_grad():
             inputs = {k: v for k, v in batch.items() if k != "labels"}
-            teacher_logits = teacher(**inputs).logits
-        soft = logits_kl(out.logits, teacher_logits, temperature)
-        return (1 - weight) * out.loss + weight * soft, {"cross_entropy": out.loss.item(),
-                                                          "soft_label_kl": soft.item()}
+            teacher_logits = self.teacher(**inputs).logits
+        soft = logits_kl(out.logits, teacher_logits, self.temperature) * share
+        return ((1 - self.weight) * cross_entropy + self.weight * soft,
+                {"cross_entropy": cross_entropy.detach(), "soft_label_kl": soft.detach()})
+
+
+def dev_accuracy(model, dev: pd.DataFrame, batch_size: int, accelerator) -> float:
+    """Accuracy (%) on dev; with several processes each predicts every P-th row."""
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    mine = dev.iloc[rank::processes]
+    correct = (predict(model, mine, batch_size, accelerator.device) == mine.label.to_numpy()
+               ).sum() if len(mine) else 0
+    correct = torch.tensor(float(correct), device=accelerator.device)
+    if processes > 1:
+        correct = accelerator.reduce(correct, reduction="sum")
+    return round(100.0 * correct.item() / len(dev), 2)
+
+
+class Best:
+    """The best dev accuracy so far and the weights that reached it (ties: the earlier one)."""
+
+    def __init__(self):
+        self.accuracy, self.step, self.weights = -1.0, 0, None
+
+    def state_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "step": self.step, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accuracy, self.step, self.weights = state["accuracy"], state["step"], state["weights"]
+
+
+def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, accelerator,
+             seed: int, desc: str = "finetune", teacher=None, checkpoints=None) -> dict:
+    """Train on `train`; keep the weights with the best dev accuracy.
+
+    Only dev is read for selection: the test split never enters this function.
+    """
+    weight, temperature = check_soft_labels(cfg)
+    if teacher is not None:
+        teacher.to(accelerator.device).eval()
+    module = FinetuneModule(model, teacher, weight, temperature)
+    plan = plan_for(train, cfg, model.config.pad_token_id, seed, accelerator)
+    trainer = Trainer(module, cfg, accelerator, len(plan) * cfg["epochs"])
+    best = Best()
 
     def evaluate_dev(step):
-        correct = predict(model, dev, cfg["batch_size"] * 2, device) == dev.label.to_numpy()
-        acc = round(100.0 * float(correct.mean()), 2)
+        acc = dev_accuracy(model, dev, cfg["batch_size"] * 2, accelerator)
         live.log_metric("dev/accuracy", acc)
-        if acc > best["dev_accuracy"]:
-            best.update(dev_accuracy=acc, step=step)
-            state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if acc > best.accuracy:
+            best.accuracy, best.step = acc, step
+            best.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-    batches = data.loader(train, cfg["batch_size"], model.config.pad_token_id, shuffle=True,
-                          seed=seed)
-    stats = run_training(model, batches, step_loss, cfg, live, desc, device,
-                         on_epoch_fraction=evaluate_dev,
-                         evals_per_epoch=cfg.get("evals_per_epoch", 1))
-    model.load_state_dict(state["weights"])
-    return {**stats, "best_dev_accuracy": best["dev_accuracy"], "best_step": best["step"]}
-
+    stats = run_training(trainer, plan, cfg, live, desc, seed, checkpoints,
+                         on_eval=evaluate_dev, evals_per_epoch=cfg.get("evals_per_epoch", 1),
+                         state=[best])
+    model.load_state_dict(best.weights)
+    return {**stats, "best_dev_accuracy": best.accuracy, "best_step": best.step}

@@ -3,8 +3,9 @@
 import torch
 
 from . import models
+from .batching import plan_for
 from .objectives import Objective
-from .training import run_training
+from .training import Trainer, run_training
 
 
 def stop_at(teacher: torch.nn.Module, depth: int) -> torch.nn.Module:
@@ -16,32 +17,47 @@ def stop_at(teacher: torch.nn.Module, depth: int) -> torch.nn.Module:
     return teacher
 
 
-def model_inputs(batch: dict, device) -> dict:
-    return {k: v.to(device) for k, v in batch.items() if k != "labels"}
+def model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "labels"}
 
 
-def distill(student, teacher, objective: Objective, loader, cfg: dict, live, device,
-            desc: str = "distill") -> dict:
-    """Train `student` to match `teacher` under `objective`; returns throughput and first loss."""
+class DistillModule(torch.nn.Module):
+    """What is trained: the student and the objective's projections.
+
+    The teacher runs inside forward, under no_grad (not inference_mode: inference tensors cannot
+    be loss targets in autograd), but is kept out of the module's parameters and train/eval
+    switches, so DDP neither broadcasts nor synchronises it and it never drops out.
+    """
+
+    def __init__(self, student, teacher, objective: Objective):
+        super().__init__()
+        self.student, self.objective = student, objective
+        object.__setattr__(self, "teacher", teacher)
+
+    def forward(self, batch: dict, shares: dict | None = None):
+        inputs = model_inputs(batch)
+        with torch.no_grad():
+            t_out = self.teacher(**inputs, output_hidden_states=True)
+        s_out = self.student(**inputs, output_hidden_states=True)
+        return self.objective(self.student, self.teacher, s_out, t_out,
+                              inputs["attention_mask"], shares)
+
+
+def distill_module(student, teacher, objective: Objective, device) -> DistillModule:
+    """Cut the teacher at the highest layer a term reads, freeze it, switch both models to the
+    recording attention kernel where terms read attention internals."""
     teacher = stop_at(teacher, objective.teacher_depth).to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student.to(device)
-    objective.to(device)
     objective.attach(student, teacher)
-    first = {}
+    return DistillModule(student, teacher, objective)
 
-    def step_loss(batch):
-        inputs = model_inputs(batch, device)
-        # no_grad, not inference_mode: inference tensors cannot be loss targets in autograd
-        with torch.no_grad():
-            t_out = teacher(**inputs, output_hidden_states=True)
-        s_out = student(**inputs, output_hidden_states=True)
-        loss, terms = objective(student, teacher, s_out, t_out, inputs["attention_mask"])
-        if not first:
-            first["first_batch_loss"] = round(loss.item(), 6)
-        return loss, terms
 
-    stats = run_training(student, loader, step_loss, cfg, live, desc, device,
-                         extra_params=objective.parameters())
-    return {**stats, **first}
+def distill(student, teacher, objective: Objective, sentences, cfg: dict, live, accelerator,
+            seed: int, desc: str = "distill", checkpoints=None) -> dict:
+    """Train `student` to match `teacher` under `objective` on the tokenized `sentences`;
+    returns throughput figures and the first batch's loss."""
+    module = distill_module(student, teacher, objective, accelerator.device)
+    plan = plan_for(sentences, cfg, student.config.pad_token_id, seed, accelerator)
+    trainer = Trainer(module, cfg, accelerator, len(plan) * cfg["epochs"])
+    return run_training(trainer, plan, cfg, live, desc, seed, checkpoints)

@@ -10,6 +10,11 @@ Conventions shared by every loss:
     so values there (even ``finfo.min`` or inf) never reach the loss or its gradient;
   * token-level averages are taken over all valid tokens of the batch (not per sequence), and
     over heads; a sequence with no real token contributes nothing; an all-padding batch gives 0.
+
+Each loss is a mean over one kind of unit of the batch (UNIT_OF_LOSS): examples, real tokens, or
+(query, key) pairs of real tokens. A slice of a batch weighted by its share of those units adds up
+to the whole batch's value, which is how several processes and accumulation steps reproduce one
+large batch (kdcascade.batching).
 """
 from __future__ import annotations
 
@@ -157,6 +162,17 @@ FEATURE_OF_LOSS: dict[str, str] = {
     "attention_mse": "attention_scores",
     "logits_kl": "logits",
     "minilm_relation": "qkv",
+}
+
+
+# What each loss averages over (heads and widths are constant factors and cancel in shares).
+UNIT_OF_LOSS: dict[str, str] = {
+    "hidden_mse": "token",
+    "hidden_cosine": "token",
+    "attention_kl": "token",        # query rows
+    "attention_mse": "token_pair",  # (query, key) pairs
+    "logits_kl": "example",
+    "minilm_relation": "token",     # query rows
 }
 
 

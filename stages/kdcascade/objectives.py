@@ -12,7 +12,7 @@ import torch
 
 from . import capture
 from .errors import ConfigError
-from .losses import FEATURE_OF_LOSS, Projection, get_loss
+from .losses import FEATURE_OF_LOSS, UNIT_OF_LOSS, Projection, get_loss
 
 MAPS = ("shifted", "last", "uniform")
 RELATIONS = ("query", "key", "value")
@@ -126,9 +126,15 @@ class Objective(torch.nn.Module):
         """The highest teacher layer any term reads: the teacher need not run further."""
         return max(t for term in self.terms for _, t in term.pairs)
 
-    def forward(self, student, teacher, student_out, teacher_out, mask) -> tuple[torch.Tensor, dict]:
-        """The weighted sum and each term's value; `*_out` are the models' outputs with
-        hidden states, attention internals are read from what `attach` recorded."""
+    def forward(self, student, teacher, student_out, teacher_out, mask,
+                shares: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """The weighted sum and each term's value (detached); `*_out` are the models' outputs
+        with hidden states, attention internals are read from what `attach` recorded.
+
+        `shares` (kdcascade.batching): this slice's fraction of the global batch's examples,
+        tokens and token pairs. Each term is scaled by its unit's share, so the slices' values
+        add up to the global batch's. None: the slice is the whole batch.
+        """
         total, logged = 0.0, {}
         for term in self.terms:
             fn = get_loss(term.loss)
@@ -151,8 +157,10 @@ class Objective(torch.nn.Module):
                         s_x, t_x = s_x.float().softmax(-1), t_x.float().softmax(-1)
                     values.append(fn(s_x, t_x, mask))
             value = torch.stack(values).mean()
+            if shares is not None:
+                value = value * shares[UNIT_OF_LOSS[term.loss]]
             total = total + term.weight * value
-            logged[term.name] = value.item()
+            logged[term.name] = value.detach()
         return total, logged
 
 

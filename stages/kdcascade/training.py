@@ -1,7 +1,14 @@
-"""The optimisation loop shared by distillation and fine-tuning."""
+"""The optimisation loop shared by distillation and fine-tuning, under Hugging Face Accelerate.
+
+One process or several (DDP: NCCL on GPUs, gloo on CPU); `batch_size` is the global batch of one
+optimizer step, split over processes and gradient-accumulation steps by kdcascade.batching, so
+the params mean the same update whatever the hardware. Mixed precision is torch.amp autocast
+(bf16, or fp16 with a gradient scaler); weights and optimizer state stay fp32.
+"""
 
 import contextlib
 import math
+import resource
 import time
 from typing import Callable, Iterable
 
@@ -9,7 +16,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .batching import BatchPlan, MicroBatch
 from .errors import ConfigError
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = (*DTYPES, "auto")
+MAX_GRAD_NORM = 1.0
 
 
 def device_of(name: str = "auto") -> torch.device:
@@ -18,8 +30,27 @@ def device_of(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float,
-                  extra: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+def cpu_has_fast_bf16() -> bool:
+    """AVX512-BF16 or AMX: CPUs whose bf16 matrix products beat fp32."""
+    cpu = torch._C._cpu
+    return any(getattr(cpu, probe, lambda: False)()
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 where the device computes it fast, else fp32."""
+    if precision != "auto":
+        return precision
+    fast = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16())
+    return "bf16" if fast else "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    dtype = DTYPES[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW over trainable parameters only, so frozen ones carry no optimizer state.
 
     No decay on biases and LayerNorm weights (BERT's convention).
@@ -28,78 +59,224 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float,
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    decay += [p for p in extra if p.requires_grad]
     if not decay and not no_decay:
         raise ConfigError("freeze: every parameter is frozen; nothing to train")
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(cfg: dict, device: torch.device):
-    """Mixed precision through torch.amp: `precision: bf16` (CPU with AVX512-BF16/AMX, or GPU)
-    or `fp16` (GPU); weights and optimizer state stay fp32, losses are computed in fp32."""
-    dtype = PRECISIONS[cfg.get("precision", "fp32")]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def check_training_params(cfg: dict, stage: str) -> None:
+    """Everything about a training section that can be checked before any model is loaded."""
     if cfg.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"{stage}.precision={cfg['precision']!r}: expected one of "
                           f"{', '.join(PRECISIONS)}")
-    for key, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("warmup", float)):
+    for key in ("epochs", "batch_size", "processes", "gradient_accumulation"):
+        if not _positive_int(cfg.get(key, 1)):
+            raise ConfigError(f"{stage}.{key}={cfg.get(key)!r}: expected a positive integer")
+    for key in ("lr", "warmup"):
         value = cfg.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (
-                kind is int and (value != int(value) or value < 1)):
-            raise ConfigError(f"{stage}.{key}={value!r}: expected a positive {kind.__name__}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{stage}.{key}={value!r}: expected a number >= 0")
+    every = cfg.get("checkpoint_every", 0)
+    if not (every == 0 or _positive_int(every)):
+        raise ConfigError(f"{stage}.checkpoint_every={every!r}: expected an integer >= 0 "
+                          "(optimizer steps between checkpoints; 0 = none)")
+    if not isinstance(cfg.get("group_by_length", False), bool):
+        raise ConfigError(f"{stage}.group_by_length={cfg['group_by_length']!r}: expected "
+                          "true or false")
+    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
+    if cfg["batch_size"] < slices:
+        raise ConfigError(f"{stage}.batch_size={cfg['batch_size']}: expected at least "
+                          f"processes x gradient_accumulation = {slices} examples per "
+                          "optimizer step (batch_size is the global batch)")
+    check_device(cfg, stage)
 
 
-def run_training(model: torch.nn.Module, loader, step_loss: Callable, cfg: dict, live,
-                 desc: str, device: torch.device, extra_params: Iterable[torch.nn.Parameter] = (),
-                 on_epoch_fraction: Callable | None = None, evals_per_epoch: int = 0) -> dict:
-    """Train for cfg['epochs'] epochs; `step_loss(batch)` returns (loss, {term: value}).
+def check_device(cfg: dict, stage: str) -> None:
+    name, processes = cfg.get("device", "auto"), cfg.get("processes", 1)
+    try:
+        device = device_of(name)
+    except RuntimeError as err:
+        raise ConfigError(f"{stage}.device={name!r}: expected auto, cpu, cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{stage}.device={name!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if visible == 0:
+            raise ConfigError(f"{stage}.device={name!r}: no CUDA device is visible")
+        if device.index is not None and (processes > 1 or device.index >= visible):
+            raise ConfigError(f"{stage}.device={name!r}: expected cuda:0..{visible - 1} and "
+                              "processes: 1 (several processes take one GPU each)")
+        if processes > visible:
+            raise ConfigError(f"{stage}.processes={processes}: only {visible} CUDA devices "
+                              "are visible (one process per GPU)")
+    elif cfg.get("precision") == "fp16":
+        raise ConfigError(f"{stage}.precision=fp16: needs a CUDA device; use bf16 on CPU")
 
-    Logs every optimizer step to dvclive; calls `on_epoch_fraction(step)` `evals_per_epoch`
-    times per epoch (fine-tuning uses it to pick the checkpoint on dev).
-    Returns throughput figures for the metrics file.
+
+def accelerator_for(cfg: dict):
+    """The Accelerator of this process; inside `accelerate launch` it joins the process group."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    device = device_of(cfg.get("device", "auto"))
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    # some parameters (the pooler under mean pooling, layers above the highest matched one)
+    # get no gradient: DDP must look for them instead of waiting forever
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(
+                           find_unused_parameters=True)])
+
+
+class NullLive:
+    """What processes other than the main one log to: nothing."""
+
+    def __init__(self):
+        self.summary = {}
+
+    def log_metric(self, *args, **kwargs):
+        pass
+
+    def next_step(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def live_for(accelerator, folder: str, resume: bool = False):
+    """dvclive on the main process (dvc.yaml declares its metrics and plots), nothing elsewhere."""
+    if not accelerator.is_main_process:
+        return NullLive()
+    from dvclive import Live
+
+    return Live(folder, dvcyaml=False, save_dvc_exp=False, resume=resume)
+
+
+class Trainer:
+    """Optimizer steps over `module`, whose forward(batch, shares) returns
+    (loss, {term: value}) with every value already weighted by the slice's share."""
+
+    def __init__(self, module: torch.nn.Module, cfg: dict, accelerator, total_steps: int):
+        self.accelerator = accelerator
+        self.device = accelerator.device
+        self.precision = resolve_precision(cfg.get("precision", "fp32"), self.device)
+        module.to(self.device)
+        self.optimizer = optimizer_for(module, cfg["lr"], cfg.get("weight_decay", 0.0))
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(cfg["warmup"] * total_steps), total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.module = accelerator.prepare(module)
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+    def step(self, micro: list[MicroBatch]) -> dict[str, float]:
+        """One optimizer step over this process's slices; returns the global batch's loss and
+        terms (summed over slices and processes)."""
+        acc, sums, names = self.accelerator, None, None
+        for k, mb in enumerate(micro):
+            # gradients are all-reduced once, after the last slice
+            sync = contextlib.nullcontext() if k == len(micro) - 1 else acc.no_sync(self.module)
+            with sync:
+                batch = {name: t.to(self.device) for name, t in mb.batch.items()}
+                with autocast(self.precision, self.device):
+                    loss, terms = self.module(batch, mb.shares)
+                # DDP averages gradients over processes; the slices' losses already add up
+                self.scaler.scale(loss * acc.num_processes).backward()
+            values = torch.stack([loss.detach().float(), *(v.float() for v in terms.values())])
+            sums, names = (values if sums is None else sums + values), ["loss", *terms]
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() >= scale:  # fp16: a step skipped for overflow keeps the lr
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if acc.num_processes > 1:
+            sums = acc.reduce(sums, reduction="sum")
+        return dict(zip(names, sums.tolist()))
+
+
+class Progress:
+    """Where training stands; checkpointed with the rest of the state."""
+
+    def __init__(self):
+        self.step, self.first_loss = 0, None
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "first_loss": self.first_loss}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.first_loss = state["step"], state["first_loss"]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, seed: int,
+                 checkpoints=None, on_eval: Callable | None = None, evals_per_epoch: int = 0,
+                 state: Iterable = ()) -> dict:
+    """Train for cfg['epochs'] epochs, logging every optimizer step to dvclive.
+
+    Calls `on_eval(step)` `evals_per_epoch` times per epoch (fine-tuning chooses its checkpoint
+    on dev). With `checkpoints` (kdcascade.checkpoints), saves every checkpoint_every steps and
+    resumes from a matching checkpoint; `state` holds further objects to checkpoint.
+    Returns throughput figures of the steps this run did, and the first batch's loss.
     """
-    extra_params = list(extra_params)
-    optimizer = optimizer_for(model, cfg["lr"], cfg.get("weight_decay", 0.0), extra_params)
-    steps_per_epoch = len(loader)
-    total = steps_per_epoch * cfg["epochs"]
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup"] * total), total)
-    eval_at = ({math.ceil(steps_per_epoch * (k + 1) / evals_per_epoch) for k in
-                range(evals_per_epoch)} if evals_per_epoch else set())
-    model.train()
-    examples, start, step = 0, time.perf_counter(), 0
-    bar = tqdm(total=total, desc=desc, mininterval=2.0)
-    for _epoch in range(cfg["epochs"]):
-        for i, batch in enumerate(loader, start=1):
-            with autocast(cfg, device):
-                loss, terms = step_loss(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad]
-                                           + extra_params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            examples += batch["input_ids"].shape[0]
-            live.log_metric("train/loss", loss.item())
-            for name, value in terms.items():
-                live.log_metric(f"train/{name}", value)
-            live.log_metric("train/lr", scheduler.get_last_lr()[0])
-            if i in eval_at and on_epoch_fraction is not None:
-                on_epoch_fraction(step)
-                model.train()
-            live.next_step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    from accelerate.utils import set_seed
+
+    acc, progress = trainer.accelerator, Progress()
+    per_epoch = len(plan)
+    if per_epoch == 0:
+        raise ConfigError(f"{desc}: no complete batch to train on")
+    total = per_epoch * cfg["epochs"]
+    acc.register_for_checkpointing(trainer.optimizer, trainer.scheduler, trainer.scaler,
+                                   progress, *state)
+    set_seed(seed, device_specific=True)  # dropout differs between processes
+    if checkpoints is not None:
+        checkpoints.restore()
+    eval_at = ({math.ceil(per_epoch * (k + 1) / evals_per_epoch) for k in range(evals_per_epoch)}
+               if evals_per_epoch and on_eval else set())
+    trainer.module.train()
+    bar = tqdm(total=total, initial=progress.step, desc=desc, mininterval=2.0,
+               disable=not acc.is_main_process)
+    examples, start, resumed_at = 0, time.perf_counter(), progress.step
+    batches, batches_epoch = [], None
+    while progress.step < total:
+        epoch, i = divmod(progress.step, per_epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = plan.global_batches(epoch), epoch
+        logged = trainer.step(plan.micro_batches(batches[i]))
+        progress.step += 1
+        if progress.first_loss is None:
+            progress.first_loss = logged["loss"]
+        examples += len(batches[i])
+        for name, value in logged.items():
+            live.log_metric(f"train/{name}", value)
+        live.log_metric("train/lr", trainer.scheduler.get_last_lr()[0])
+        if i + 1 in eval_at:
+            on_eval(progress.step)
+            trainer.module.train()
+        live.next_step()
+        bar.update()
+        bar.set_postfix(loss=f"{logged['loss']:.4f}", refresh=False)
+        if checkpoints is not None:
+            checkpoints.maybe_save(progress.step, total)
     bar.close()
     seconds = time.perf_counter() - start
-    return {"optimizer_steps": step, "train_seconds": round(seconds, 2),
-            "examples_per_second": round(examples / seconds, 1)}
+    if resumed_at:
+        acc.print(f"{desc}: resumed at step {resumed_at}; throughput is of the remaining steps")
+    return {"optimizer_steps": total, "train_seconds": round(seconds, 2),
+            "examples_per_second": round(examples / max(seconds, 1e-9), 1),
+            "peak_memory_mb": peak_memory_mb(trainer.device),
+            "first_batch_loss": round(progress.first_loss, 6), "precision": trainer.precision}

@@ -1,0 +1,97 @@
+"""Global batches split into per-process micro-batches, each padded to its own longest row.
+
+`batch_size` is the global batch: the examples behind one optimizer step, whatever the number of
+processes and gradient-accumulation steps. Every process draws the same order from (seed, epoch)
+and takes its own slices of each global batch; a slice's loss is weighted by its share of the
+global batch's units (examples, tokens, token pairs: losses.UNIT_OF_LOSS), so P processes x K
+accumulation steps compute the update that one process computes on the whole batch.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import PadCollator, TokenDataset
+
+# length grouping sorts within windows of this many global batches (as transformers'
+# LengthGroupedSampler does with its mega-batches), so batches stay random but evenly long
+GROUP_WINDOW = 50
+
+
+@dataclass
+class MicroBatch:
+    batch: dict     # padded tensors (input_ids, attention_mask, ...)
+    shares: dict    # {"example" | "token" | "token_pair": fraction of the global batch's units}
+    examples: int
+
+
+def units(lengths: np.ndarray) -> dict[str, float]:
+    lengths = lengths.astype(np.float64)
+    return {"example": float(len(lengths)), "token": float(lengths.sum()),
+            "token_pair": float((lengths ** 2).sum())}
+
+
+class BatchPlan:
+    """The batches of one training run, as seen by process `rank` of `processes`."""
+
+    def __init__(self, df: pd.DataFrame, batch_size: int, pad_token_id: int, seed: int,
+                 shuffle: bool = True, group_by_length: bool = False, processes: int = 1,
+                 rank: int = 0, accumulation: int = 1):
+        self.dataset = TokenDataset(df)
+        self.lengths = np.array([len(ids) for ids in df.input_ids], dtype=np.int64)
+        self.batch_size, self.seed = batch_size, seed
+        self.shuffle, self.group_by_length = shuffle, group_by_length
+        self.slices, self.rank, self.processes = processes * accumulation, rank, processes
+        self.collate = PadCollator(pad_token_id)
+        sizes = [min(batch_size, len(df) - start) for start in range(0, len(df), batch_size)]
+        # a global batch too small to give every process and accumulation step one example is
+        # dropped (only the last batch of an epoch can be); batch sizes do not depend on order
+        self.kept = [size >= self.slices for size in sizes]
+        self.dropped_examples = sum(size for size, keep in zip(sizes, self.kept) if not keep)
+
+    def __len__(self) -> int:
+        """Optimizer steps per epoch."""
+        return sum(self.kept)
+
+    def global_batches(self, epoch: int) -> list[np.ndarray]:
+        """Example indices of each global batch of `epoch`, the same on every process."""
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.lengths)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        cuts = range(self.batch_size, n, self.batch_size)
+        if self.group_by_length:
+            window = self.batch_size * GROUP_WINDOW
+            order = np.concatenate([
+                part[np.argsort(-self.lengths[part], kind="stable")]
+                for part in np.split(order, range(window, n, window))])
+            batches = np.split(order, cuts)
+            # the partial batch stays last so that batch sizes do not depend on the order
+            full = rng.permutation(len(batches) - 1) if len(batches) > 1 else []
+            batches = [batches[i] for i in full] + batches[-1:]
+        else:
+            batches = np.split(order, cuts)
+        return [b for b, keep in zip(batches, self.kept) if keep]
+
+    def micro_batches(self, indices: np.ndarray) -> list[MicroBatch]:
+        """This process's slices of one global batch, one per accumulation step.
+
+        Slices are strided (slice j takes rows j, j + P*K, ...), so with length grouping every
+        process gets rows of similar length and none waits for the longest ones.
+        """
+        total = units(self.lengths[indices])
+        out = []
+        for step in range(self.slices // self.processes):
+            part = indices[step * self.processes + self.rank::self.slices]
+            mine = units(self.lengths[part])
+            out.append(MicroBatch(self.collate([self.dataset[i] for i in part]),
+                                  {k: mine[k] / total[k] for k in total}, len(part)))
+        return out
+
+
+def plan_for(df: pd.DataFrame, cfg: dict, pad_token_id: int, seed: int, accelerator) -> BatchPlan:
+    """The shuffled batches a training section (distill / finetune) asks for, for this process."""
+    return BatchPlan(df, cfg["batch_size"], pad_token_id, seed,
+                     group_by_length=cfg.get("group_by_length", False),
+                     processes=accelerator.num_processes, rank=accelerator.process_index,
+                     accumulation=cfg.get("gradient_accumulation", 1))
