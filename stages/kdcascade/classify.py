@@ -9,6 +9,7 @@ from . import data, heads
 from .batching import plan_for
 from .errors import ConfigError
 from .losses import logits_kl
+from .models import attention_kernel_for
 from .labels import LABEL_IDS, LABELS
 from .training import Trainer, run_training
 
@@ -120,7 +121,10 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, acc
     Only dev is read for selection: the test split never enters this function.
     """
     weight, temperature = check_soft_labels(cfg)
+    kernel = attention_kernel_for(accelerator.device)
+    model.base_model.set_attn_implementation(kernel)
     if teacher is not None:
+        teacher.base_model.set_attn_implementation(kernel)
         teacher.to(accelerator.device).eval()
     module = FinetuneModule(model, teacher, weight, temperature)
     plan = plan_for(train, cfg, model.config.pad_token_id, seed, accelerator)

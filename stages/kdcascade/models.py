@@ -40,6 +40,13 @@ def load_encoder(location: str, attentions: bool = False) -> PreTrainedModel:
     return AutoModel.from_pretrained(location, **kwargs)
 
 
+def attention_kernel_for(device: torch.device) -> str:
+    """The attention implementation to train with: fused sdpa on GPU; on CPU the explicit
+    product, because torch 2.13's CPU flash-attention backward is slow at NLI lengths, most in
+    bf16 (fine-tuning all-MiniLM-L6-v2 here: 1.34x faster with it in bf16, equal in fp32)."""
+    return "sdpa" if device.type == "cuda" else "eager"
+
+
 def load_tokenizer(location: str):
     return AutoTokenizer.from_pretrained(location)
 

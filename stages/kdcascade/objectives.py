@@ -17,7 +17,7 @@ from .losses import FEATURE_OF_LOSS, UNIT_OF_LOSS, Projection, get_loss
 MAPS = ("shifted", "last", "uniform")
 RELATIONS = ("query", "key", "value")
 # what the capturing attention kernel must record for each feature
-RECORDS = {"attention": "scores", "attention_scores": "scores", "qkv": "qkv"}
+RECORDS = {"attention": "probs", "attention_scores": "scores", "qkv": "qkv"}
 
 
 def layer_pairs(spec, student_layers: int, teacher_layers: int, where: str) -> list[tuple]:
@@ -150,12 +150,10 @@ class Objective(torch.nn.Module):
                     t_qkv = capture.recorded(teacher, t)["qkv"]
                     values += [fn(merge_heads(s_qkv[r]), merge_heads(t_qkv[r]), mask,
                                   term.options["heads"]) for r in term.options["relations"]]
-                else:
-                    s_x = capture.recorded(student, s)["scores"]
-                    t_x = capture.recorded(teacher, t)["scores"]
-                    if term.feature == "attention":  # pre-dropout probabilities
-                        s_x, t_x = s_x.float().softmax(-1), t_x.float().softmax(-1)
-                    values.append(fn(s_x, t_x, mask))
+                else:  # pre-dropout probabilities or pre-softmax scores
+                    record = RECORDS[term.feature]
+                    values.append(fn(capture.recorded(student, s)[record],
+                                     capture.recorded(teacher, t)[record], mask))
             value = torch.stack(values).mean()
             if shares is not None:
                 value = value * shares[UNIT_OF_LOSS[term.loss]]
