@@ -102,8 +102,7 @@ def plot_languages(metrics: dict, path: Path) -> None:
 
 def plot_training(live: Path, params: dict, path: Path) -> None:
     """Loss curves of every distill and finetune stage of this cascade (from dvclive's files)."""
-    runs = [("distill", n) for n in params["cascade"]["schedule"]] + \
-           [("finetune", n) for n in params["cascade"]["models"]]
+    runs = training_runs(params)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, kind in zip(axes, ("distill", "finetune")):
         for k, name in runs:
@@ -116,6 +115,27 @@ def plot_training(live: Path, params: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     save(fig, path)
+
+
+def training_runs(params: dict) -> list[tuple[str, str]]:
+    return ([("distill", n) for n in params["cascade"]["schedule"]]
+            + [("finetune", n) for n in params["cascade"]["models"]])
+
+
+def training_table(live: Path, params: dict) -> pd.DataFrame:
+    """Cost of every training stage, from its dvclive summary."""
+    rows = {}
+    for kind, name in training_runs(params):
+        path = live / kind / name / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            rows[f"{kind} {name}"] = {
+                "optimizer steps": m.get("optimizer_steps"), "seconds": m.get("train_seconds"),
+                "examples/s": m.get("examples_per_second"),
+                "peak memory (MB)": m.get("peak_memory_mb"),
+                "first-batch loss": m.get("first_batch_loss"),
+                "best dev accuracy": m.get("best_dev_accuracy", "")}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def data_table(summary: dict) -> pd.DataFrame:
@@ -185,7 +205,11 @@ def run():
           "of encoder FLOPs (embeddings and head do not shrink with depth).\n",
           efficiency_table(speed).to_markdown(floatfmt=".2f"), "\n",
           *(["![accuracy against latency](plots/accuracy_vs_latency.png)\n"] if timed else []),
-          "## Training\n", "![training curves](plots/training.png)\n",
+          "## Training\n",
+          "Throughput and peak memory (CPU: resident memory of the process) of each stage as it "
+          "ran; a resumed stage counts only the steps after its checkpoint.\n",
+          training_table(Path(args.live), params).to_markdown(floatfmt=".4g"), "\n",
+          "![training curves](plots/training.png)\n",
           "## Data\n", data_table(summary).to_markdown(), "\n",
           "## Params\n", "```yaml\n" + yaml.safe_dump(params, sort_keys=False) + "```\n"]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")

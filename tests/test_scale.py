@@ -47,7 +47,7 @@ def workspace(tmp_path_factory, minilm_path):
         "teacher.layers=3", "cascade.student_layers=2", "cascade.steps=1",
         "distill.batch_size=8", "distill.checkpoint_every=3",
         "finetune.batch_size=8", "finetune.evals_per_epoch=3", "finetune.checkpoint_every=3",
-        "finetune.soft_labels.weight=0"])
+        "finetune.soft_labels.weight=0", "distill.precision=fp32", "finetune.precision=fp32"])
     stage("teacher.py", ws, "--out", "models/L3", "--baseline-out", "models/L2-trunc")
     stage("prepare.py", ws, "--teacher", "models/L3", "--out", "prepared")
     return ws
