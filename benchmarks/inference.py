@@ -4,14 +4,16 @@
         [--batches 1 32] [--length 128] [--repeats 10]
 
 Each model is the teacher cut to its depth (latency depends on the shape, not on the weights),
-timed with the evaluate stage's own code (kdcascade.efficiency: median of `repeats` forward
-passes on random ids after 2 warm-up passes, no_grad, eval mode). The FLOP bound is the speedup
+timed with the evaluate stage's own code (kdcascade.efficiency: a forward pass on random ids,
+no_grad, eval mode): after 2 warm-up passes each, the models take turns for `repeats` rounds, so
+that machine noise hits them alike, and each reports its median. The FLOP bound is the speedup
 the encoder's multiply-adds allow (kdcascade.efficiency.encoder_flops: projections, feed-forward
 and attention products; embedding lookups are free there but not in practice, which is why small
 models fall short of it, most at batch 1).
 """
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -46,21 +48,27 @@ def main():
     for b in args.batches:
         header += f" | {'b' + str(b) + ' ms':>9} {'speedup':>7} {'of bound':>8}"
     print(header)
-    base = {}
+    cut = {depth: models.truncate(teacher, list(range(depth))) for depth in depths}
+    flops = {depth: efficiency.encoder_flops(m.config, args.length) for depth, m in cut.items()}
+    ms = {}
+    for b in args.batches:
+        for m in cut.values():
+            efficiency.latency(m, b, args.length, 1, 2, device)
+        runs = {depth: [] for depth in depths}
+        for r in range(args.repeats):
+            for depth in (depths if r % 2 == 0 else depths[::-1]):
+                runs[depth].append(
+                    efficiency.latency(cut[depth], b, args.length, 1, 0, device)["ms"])
+        ms[b] = {depth: statistics.median(t) for depth, t in runs.items()}
+    top = depths[0]
     for depth in depths:
-        model = models.truncate(teacher, list(range(depth)))
-        flops = efficiency.encoder_flops(model.config, args.length)
-        base.setdefault("flops", flops)
-        line = f"{depth:>6} {flops / 1e9:>8.2f} {base['flops'] / flops:>5.2f}x"
+        bound = flops[top] / flops[depth]
+        line = f"{depth:>6} {flops[depth] / 1e9:>8.2f} {bound:>5.2f}x"
         for b in args.batches:
-            ms = efficiency.latency(model, b, args.length, args.repeats, 2, device)["ms"]
-            base.setdefault(b, ms)
-            speedup = base[b] / ms
-            line += (f" | {ms:>9.1f} {speedup:>6.2f}x "
-                     f"{100 * speedup / (base['flops'] / flops):>7.0f}%")
-        print(line, flush=True)
-        del model
-
+            speedup = ms[b][top] / ms[b][depth]
+            line += (f" | {ms[b][depth]:>9.1f} {speedup:>6.2f}x "
+                     f"{100 * speedup / bound:>7.0f}%")
+        print(line)
 
 if __name__ == "__main__":
     main()
