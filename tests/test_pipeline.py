@@ -75,14 +75,18 @@ def test_repro_then_experiment_with_another_step_count(repo):
 
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "baseline", cwd=repo)
+    # direct distillation, its one step spread over 2 processes by the stage itself
     out = sh("dvc", "exp", "run", "-n", "direct", "-S", "preset=tiny", "-S", "cascade.steps=1",
-             cwd=repo)
+             "-S", "distill.processes=2", cwd=repo)
     # only the stages downstream of the changed schedule ran again
     assert "Running stage 'distill@L4'" in out
     assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert list(composed["cascade"]["schedule"]) == ["L4"]
     assert composed["cascade"]["schedule"]["L4"]["from"] == "L6"
+    provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
+    assert provenance["processes"] == 2 and provenance["resumed_from_step"] == 0
+    assert not (repo / "data/checkpoints/distill/L4").exists()
 
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
     exps = {exp.get("name"): exp for row in shown for exp in [row] + [e for rs in row.get(

@@ -61,3 +61,24 @@ def test_prepare_with_an_unknown_language(workdir, minilm_path):
     out = run_stage(workdir, "prepare.py", "--teacher", minilm_path, "--out", "prepared")
     assert_one_line_error(out, "data.languages", "'xx'")
     assert not (workdir / "prepared").exists()
+
+
+def test_a_batch_too_small_for_the_processes_fails_before_any_process_starts(workdir):
+    edit_params(workdir, lambda p: p["distill"].update(batch_size=4, processes=2,
+                                                       gradient_accumulation=4))
+    out = run_stage(workdir, "distill.py", "--model", "L5", "--models", "m", "--data", "d",
+                    "--live", "l")
+    assert_one_line_error(out, "distill.batch_size=4: expected at least processes x "
+                               "gradient_accumulation = 8")
+    assert not (workdir / "m").exists() and not (workdir / "l").exists()
+
+
+def test_cuda_without_a_gpu(workdir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    edit_params(workdir, lambda p: p["finetune"].update(device="cuda"))
+    out = run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "d",
+                    "--out", "o", "--live", "l")
+    assert_one_line_error(out, "finetune.device='cuda': no CUDA device is visible")
