@@ -27,7 +27,6 @@ allocated) of a few steps above what the loaded models already hold.
 """
 
 import argparse
-import copy
 import json
 import subprocess
 import sys

@@ -71,12 +71,9 @@ def run():
             live.summary[key] = value
     if accelerator.is_main_process:
         student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
-        with runtime.atomic_dir(models_dir / args.model) as tmp:
-            student.cpu().save_pretrained(tmp)
-            models.load_tokenizer(str(teacher_dir)).save_pretrained(tmp)
-            runtime.write_provenance(tmp, f"distill@{args.model}", {
-                **stage_params, "processes": accelerator.num_processes,
-                "precision": precision, "resumed_from_step": resumed})
+        models.save_model(student, models_dir / args.model, models.load_tokenizer(str(teacher_dir)),
+                          f"distill@{args.model}", {**stage_params, **training.run_facts(
+                              accelerator, precision, resumed)})
         print(f"{step['from']} -> {args.model}: {stats}")
     saved.finish()
     accelerator.end_training()

@@ -58,12 +58,9 @@ def run():
         for key, value in stats.items():
             live.summary[key] = value
     if accelerator.is_main_process:
-        with runtime.atomic_dir(args.out) as tmp:
-            model.cpu().save_pretrained(tmp)
-            models.load_tokenizer(str(model_dir)).save_pretrained(tmp)
-            runtime.write_provenance(tmp, f"finetune@{args.model}", {
-                **stage_params, "processes": accelerator.num_processes,
-                "precision": precision, "resumed_from_step": resumed})
+        models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
+                          f"finetune@{args.model}", {**stage_params, **training.run_facts(
+                              accelerator, precision, resumed)})
         print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()

@@ -182,7 +182,7 @@ def run():
 
     c = params["cascade"]
     depths = " -> ".join([names[0]] + list(c["schedule"]))
-    md = [f"# Cascade distillation report\n",
+    md = ["# Cascade distillation report\n",
           f"Cascade: {depths} ({c['steps']} distillation steps), teacher `{params['teacher']['name']}` "
           f"({params['teacher']['source']}), data source `{params['data']['source']}`, "
           f"seed {params['seed']}.\n",

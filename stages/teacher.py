@@ -33,10 +33,7 @@ def run():
     for model, out, stage_params in ((teacher, args.out, {"teacher": t}),
                                      (baseline, args.baseline_out,
                                       {"teacher": t, "kept_layers": keep})):
-        with runtime.atomic_dir(out) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            runtime.write_provenance(tmp, "teacher", stage_params)
+        models.save_model(model, out, tokenizer, "teacher", stage_params)
     print(f"teacher {location}: {t['layers']} layers -> {args.out}; "
           f"truncated baseline (layers {keep}) -> {args.baseline_out}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
+from . import runtime
 from .errors import ConfigError
 
 TEACHER_SOURCES = ("package", "hub", "local")
@@ -49,6 +50,14 @@ def attention_kernel_for(device: torch.device) -> str:
 
 def load_tokenizer(location: str):
     return AutoTokenizer.from_pretrained(location)
+
+
+def save_model(model, folder, tokenizer, stage: str, params: dict) -> None:
+    """A model with its tokenizer and provenance, written whole or not at all."""
+    with runtime.atomic_dir(folder) as tmp:
+        model.cpu().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        runtime.write_provenance(tmp, stage, params)
 
 
 def encoder_of(model: PreTrainedModel) -> torch.nn.Module:

@@ -222,6 +222,12 @@ class Progress:
         self.step, self.first_loss = state["step"], state["first_loss"]
 
 
+def run_facts(accelerator, precision: str, resumed_from_step: int) -> dict:
+    """How a training stage ran, for the provenance beside its output."""
+    return {"processes": accelerator.num_processes, "precision": precision,
+            "resumed_from_step": resumed_from_step}
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
