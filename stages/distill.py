@@ -12,8 +12,7 @@ checkpoint.
 import argparse
 from pathlib import Path
 
-from kdcascade import checkpoints, distillation, launch, models, runtime, schedule, training
-from kdcascade.data import read_split
+from kdcascade import checkpoints, data, distillation, launch, models, runtime, schedule, training
 from kdcascade.errors import ConfigError
 from kdcascade.objectives import Objective
 
@@ -39,7 +38,8 @@ def run():
     # LightMBERT's `bottom` takes the original teacher's layers; the others take the predecessor's
     init_dir = (models_dir / schedule.model_name(params["teacher"]["layers"])
                 if cfg["init"] == "bottom" else teacher_dir)
-    sentences = read_split(args.data, "distill")
+    sentences = data.read_split(args.data, "distill")
+    training.check_rows(len(sentences), cfg, "distill", Path(args.data) / "distill.parquet")
     launch.relaunch(cfg)
 
     accelerator = training.accelerator_for(cfg)
@@ -66,14 +66,13 @@ def run():
                  and not (p.detach().cpu() == before[n]).all()]
         if moved:
             raise RuntimeError(f"frozen parameters changed during distillation: {moved[:3]}")
-        precision = stats.pop("precision")
         for key, value in {**stats, "kept_layers": len(keep)}.items():
             live.summary[key] = value
     if accelerator.is_main_process:
         student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
         models.save_model(student, models_dir / args.model, models.load_tokenizer(str(teacher_dir)),
                           f"distill@{args.model}", {**stage_params, **training.run_facts(
-                              accelerator, precision, resumed)})
+                              accelerator, cfg, resumed)})
         print(f"{step['from']} -> {args.model}: {stats}")
     saved.finish()
     accelerator.end_training()

@@ -33,6 +33,7 @@ def run():
     training.check_training_params(cfg, "finetune")
     weight, _ = classify.check_soft_labels(cfg)
     train = data.read_split(args.data, "train")
+    training.check_rows(len(train), cfg, "finetune", Path(args.data) / "train.parquet")
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
     soft_teacher = args.teacher_finetuned if weight > 0 else None
     launch.relaunch(cfg)
@@ -54,13 +55,12 @@ def run():
         stats = classify.finetune(model, train, dev, cfg, live, accelerator, seed,
                                   desc=f"finetune {args.model}", teacher=teacher,
                                   checkpoints=saved)
-        precision = stats.pop("precision")
         for key, value in stats.items():
             live.summary[key] = value
     if accelerator.is_main_process:
         models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
                           f"finetune@{args.model}", {**stage_params, **training.run_facts(
-                              accelerator, precision, resumed)})
+                              accelerator, cfg, resumed)})
         print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()

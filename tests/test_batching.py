@@ -106,3 +106,10 @@ def test_auto_precision_is_bf16_only_where_it_is_fast():
     assert training.resolve_precision("auto", cpu) == (
         "bf16" if training.cpu_has_fast_bf16() else "fp32")
     assert training.resolve_precision("fp32", cpu) == "fp32"
+
+
+def test_a_split_too_small_for_the_processes_names_the_file():
+    with pytest.raises(ConfigError, match=r"d/distill\.parquet: 3 rows; distill\.processes x "
+                                          r"distill\.gradient_accumulation needs at least 4"):
+        training.check_rows(3, {"processes": 2, "gradient_accumulation": 2}, "distill",
+                            "d/distill.parquet")

@@ -36,12 +36,12 @@ class BatchPlan:
     """The batches of one training run, as seen by process `rank` of `processes`."""
 
     def __init__(self, df: pd.DataFrame, batch_size: int, pad_token_id: int, seed: int,
-                 shuffle: bool = True, group_by_length: bool = False, processes: int = 1,
-                 rank: int = 0, accumulation: int = 1):
+                 group_by_length: bool = False, processes: int = 1, rank: int = 0,
+                 accumulation: int = 1):
         self.dataset = TokenDataset(df)
         self.lengths = np.array([len(ids) for ids in df.input_ids], dtype=np.int64)
         self.batch_size, self.seed = batch_size, seed
-        self.shuffle, self.group_by_length = shuffle, group_by_length
+        self.group_by_length = group_by_length
         self.slices, self.rank, self.processes = processes * accumulation, rank, processes
         self.collate = PadCollator(pad_token_id)
         sizes = [min(batch_size, len(df) - start) for start in range(0, len(df), batch_size)]
@@ -58,7 +58,7 @@ class BatchPlan:
         """Example indices of each global batch of `epoch`, the same on every process."""
         rng = np.random.default_rng([self.seed, epoch])
         n = len(self.lengths)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = rng.permutation(n)
         cuts = range(self.batch_size, n, self.batch_size)
         if self.group_by_length:
             window = self.batch_size * GROUP_WINDOW

@@ -102,8 +102,7 @@ class PadCollator:
         return batch
 
 
-def loader(df: pd.DataFrame, batch_size: int, pad_token_id: int, shuffle: bool = False,
-           seed: int = 0) -> torch.utils.data.DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(TokenDataset(df), batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=PadCollator(pad_token_id))
+def loader(df: pd.DataFrame, batch_size: int, pad_token_id: int) -> torch.utils.data.DataLoader:
+    """Rows in order, for prediction (training batches come from kdcascade.batching)."""
+    return torch.utils.data.DataLoader(TokenDataset(df), batch_size=batch_size,
+                                       collate_fn=PadCollator(pad_token_id))

@@ -101,6 +101,14 @@ def check_training_params(cfg: dict, stage: str) -> None:
     check_device(cfg, stage)
 
 
+def check_rows(rows: int, cfg: dict, stage: str, where) -> None:
+    """A split must give every process and accumulation step at least one row."""
+    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
+    if rows < slices:
+        raise ConfigError(f"{where}: {rows} rows; {stage}.processes x "
+                          f"{stage}.gradient_accumulation needs at least {slices}")
+
+
 def check_device(cfg: dict, stage: str) -> None:
     name, processes = cfg.get("device", "auto"), cfg.get("processes", 1)
     try:
@@ -222,9 +230,10 @@ class Progress:
         self.step, self.first_loss = state["step"], state["first_loss"]
 
 
-def run_facts(accelerator, precision: str, resumed_from_step: int) -> dict:
+def run_facts(accelerator, cfg: dict, resumed_from_step: int) -> dict:
     """How a training stage ran, for the provenance beside its output."""
-    return {"processes": accelerator.num_processes, "precision": precision,
+    return {"processes": accelerator.num_processes,
+            "precision": resolve_precision(cfg.get("precision", "fp32"), accelerator.device),
             "resumed_from_step": resumed_from_step}
 
 
@@ -248,8 +257,6 @@ def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, 
 
     acc, progress = trainer.accelerator, Progress()
     per_epoch = len(plan)
-    if per_epoch == 0:
-        raise ConfigError(f"{desc}: no complete batch to train on")
     total = per_epoch * cfg["epochs"]
     acc.register_for_checkpointing(trainer.optimizer, trainer.scheduler, trainer.scaler,
                                    progress, *state)
@@ -290,4 +297,4 @@ def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, 
     return {"optimizer_steps": total, "train_seconds": round(seconds, 2),
             "examples_per_second": round(examples / max(seconds, 1e-9), 1),
             "peak_memory_mb": peak_memory_mb(trainer.device),
-            "first_batch_loss": round(progress.first_loss, 6), "precision": trainer.precision}
+            "first_batch_loss": round(progress.first_loss, 6)}
