@@ -104,5 +104,8 @@ class PadCollator:
 
 def loader(df: pd.DataFrame, batch_size: int, pad_token_id: int) -> torch.utils.data.DataLoader:
     """Rows in order, for prediction (training batches come from kdcascade.batching)."""
+    # a private generator: a DataLoader draws its base seed from one, and from the global RNG
+    # without it, which would shift the dropout of training that goes on after a dev evaluation
     return torch.utils.data.DataLoader(TokenDataset(df), batch_size=batch_size,
+                                       generator=torch.Generator().manual_seed(0),
                                        collate_fn=PadCollator(pad_token_id))
