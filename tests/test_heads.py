@@ -68,3 +68,29 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
                        ({"weight": 0.5, "temperature": 0}, "soft_labels.temperature=0")):
         with pytest.raises(ConfigError, match=words):
             classify.check_soft_labels({"soft_labels": bad})
+
+
+def test_predict_batches_by_length_but_answers_in_row_order(minilm_path):
+    import numpy as np
+    import pandas as pd
+
+    from kdcascade import data
+
+    tok = models.load_tokenizer(minilm_path)
+    words = "one two three four five six seven eight nine ten".split()
+    pairs = pd.DataFrame({"language": ["en"] * 7,
+                          "premise": [" ".join(words[:n]) for n in (9, 1, 5, 2, 8, 3, 7)],
+                          "hypothesis": ["ten"] * 7, "label": [0] * 7})
+    pairs, _ = data.tokenize_pairs(tok, pairs, 32)
+    torch.manual_seed(0)
+    model = heads.MeanPoolingClassifier(models.truncate(models.load_encoder(minilm_path), [0]),
+                                        list(LABELS))
+    torch.nn.init.normal_(model.classifier.weight, std=10.0)
+    with torch.no_grad():  # centre the logits so that rows get different labels
+        batch = data.PadCollator(0)([data.TokenDataset(pairs)[i] for i in range(len(pairs))])
+        batch.pop("labels")
+        model.classifier.bias -= model.eval()(**batch).logits.mean(0)
+    one_by_one = np.concatenate([classify.predict(model, pairs.iloc[[i]], 1, "cpu")
+                                 for i in range(len(pairs))])
+    assert len(set(one_by_one)) > 1  # the check below could not tell rows apart otherwise
+    assert (classify.predict(model, pairs, 3, "cpu") == one_by_one).all()

@@ -32,13 +32,18 @@ def load_classifier(location: str, pooling: str | None = None):
 
 @torch.no_grad()
 def predict(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+    """Predicted label of every row, in row order. Rows are batched in order of length, so a
+    batch pads little (NLI pairs padded to their batch's longest in row order hold 2x the tokens)."""
     model.to(device).eval()
+    order = np.argsort(df.input_ids.map(len).to_numpy(), kind="stable")
     preds = []
-    for batch in data.loader(df, batch_size, model.config.pad_token_id):
+    for batch in data.loader(df.iloc[order], batch_size, model.config.pad_token_id):
         batch.pop("labels", None)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         preds.append(logits.argmax(-1).cpu().numpy())
-    return np.concatenate(preds)
+    out = np.empty(len(df), dtype=np.int64)
+    out[order] = np.concatenate(preds) if preds else []
+    return out
 
 
 def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
