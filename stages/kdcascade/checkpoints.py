@@ -10,7 +10,7 @@ it reruns a stage). Each checkpoint is written whole, then renamed into place:
 
 A checkpoint is resumed only if its fingerprint (the stage's params, the contents of its input
 files and of the code) equals the current one; otherwise it is deleted and the stage starts
-over. The folder is removed once the stage's outputs are written.
+over. The folder is removed once the stage's outputs are written, or when the run diverges.
 """
 
 import hashlib
@@ -134,7 +134,8 @@ class Checkpoints:
         acc.wait_for_everyone()
 
     def finish(self) -> None:
-        """The stage's outputs are written: its checkpoints are no longer needed."""
+        """Remove the checkpoints: the stage's outputs are written, or its run diverged (a
+        diverged run's state is not worth resuming)."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process and self.folder and self.folder.exists():
             shutil.rmtree(self.folder)

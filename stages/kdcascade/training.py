@@ -10,6 +10,7 @@ import contextlib
 import math
 import re
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .batching import BatchPlan, MicroBatch
-from .errors import ConfigError
+from .errors import ConfigError, Diverged
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = (*DTYPES, "auto")
@@ -84,8 +85,9 @@ def check_training_params(cfg: dict, stage: str) -> None:
             raise ConfigError(f"{stage}.{key}={cfg.get(key)!r}: expected a positive integer")
     for key in ("lr", "warmup"):
         value = cfg.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{stage}.{key}={value!r}: expected a number >= 0")
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"{stage}.{key}={value!r}: expected a finite number >= 0")
     every = cfg.get("checkpoint_every", 0)
     if not (every == 0 or _positive_int(every)):
         raise ConfigError(f"{stage}.checkpoint_every={every!r}: expected an integer >= 0 "
@@ -164,13 +166,24 @@ class NullLive:
         return False
 
 
+@contextlib.contextmanager
 def live_for(accelerator, folder: str, resume: bool = False):
-    """dvclive on the main process (dvc.yaml declares its metrics and plots), nothing elsewhere."""
+    """dvclive on the main process (dvc.yaml declares its metrics and plots), nothing elsewhere.
+
+    A block that fails removes the folder: half a run's logs must not pass for a stage's metrics
+    (a checkpoint keeps its own copy to resume from).
+    """
     if not accelerator.is_main_process:
-        return NullLive()
+        yield NullLive()
+        return
     from dvclive import Live
 
-    return Live(folder, dvcyaml=False, save_dvc_exp=False, resume=resume)
+    try:
+        with Live(folder, dvcyaml=False, save_dvc_exp=False, resume=resume) as live:
+            yield live
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 class Trainer:
@@ -243,6 +256,22 @@ def peak_memory_mb(device: torch.device) -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
+def check_finite(logged: dict[str, float], desc: str, step: int, total: int, lr: float) -> None:
+    """Stop at the first non-finite loss. The values are already on the host for logging, so
+    this costs no device sync."""
+    bad = [f"{name}={value}" for name, value in logged.items() if not math.isfinite(value)]
+    if bad:
+        raise Diverged(f"{desc}: {', '.join(bad)} at optimizer step {step} of {total} with "
+                       f"lr {lr:g}: training diverged (lower the lr); nothing saved")
+
+
+def check_finite_weights(trainer: Trainer, desc: str, total: int, lr: float) -> None:
+    """The last step's update can turn weights non-finite after a finite loss; one sync, once."""
+    if not torch.stack([p.detach().isfinite().all() for p in trainer.params]).all():
+        raise Diverged(f"{desc}: non-finite weights after optimizer step {total} of {total} "
+                       f"with lr {lr:g}: training diverged (lower the lr); nothing saved")
+
+
 def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, seed: int,
                  checkpoints=None, on_eval: Callable | None = None, evals_per_epoch: int = 0,
                  state: Iterable = ()) -> dict:
@@ -252,6 +281,8 @@ def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, 
     on dev). With `checkpoints` (kdcascade.checkpoints), saves every checkpoint_every steps and
     resumes from a matching checkpoint; `state` holds further objects to checkpoint.
     Returns throughput figures of the steps this run did, and the first batch's loss.
+    A non-finite loss or final weight raises Diverged and removes the checkpoints: a diverged
+    run is not resumed.
     """
     from accelerate.utils import set_seed
 
@@ -270,27 +301,36 @@ def run_training(trainer: Trainer, plan: BatchPlan, cfg: dict, live, desc: str, 
                disable=not acc.is_main_process)
     examples, start, resumed_at = 0, time.perf_counter(), progress.step
     batches, batches_epoch = [], None
-    while progress.step < total:
-        epoch, i = divmod(progress.step, per_epoch)
-        if epoch != batches_epoch:
-            batches, batches_epoch = plan.global_batches(epoch), epoch
-        logged = trainer.step(plan.micro_batches(batches[i]))
-        progress.step += 1
-        if progress.first_loss is None:
-            progress.first_loss = logged["loss"]
-        examples += len(batches[i])
-        for name, value in logged.items():
-            live.log_metric(f"train/{name}", value)
-        live.log_metric("train/lr", trainer.scheduler.get_last_lr()[0])
-        if i + 1 in eval_at:
-            on_eval(progress.step)
-            trainer.module.train()
-        live.next_step()
-        bar.update()
-        bar.set_postfix(loss=f"{logged['loss']:.4f}", refresh=False)
+    try:
+        while progress.step < total:
+            epoch, i = divmod(progress.step, per_epoch)
+            if epoch != batches_epoch:
+                batches, batches_epoch = plan.global_batches(epoch), epoch
+            logged = trainer.step(plan.micro_batches(batches[i]))
+            progress.step += 1
+            # before any logging, evaluation or checkpoint of this step
+            check_finite(logged, desc, progress.step, total, cfg["lr"])
+            if progress.first_loss is None:
+                progress.first_loss = logged["loss"]
+            examples += len(batches[i])
+            for name, value in logged.items():
+                live.log_metric(f"train/{name}", value)
+            live.log_metric("train/lr", trainer.scheduler.get_last_lr()[0])
+            if i + 1 in eval_at:
+                on_eval(progress.step)
+                trainer.module.train()
+            live.next_step()
+            bar.update()
+            bar.set_postfix(loss=f"{logged['loss']:.4f}", refresh=False)
+            if checkpoints is not None:
+                checkpoints.maybe_save(progress.step, total)
+        check_finite_weights(trainer, desc, total, cfg["lr"])
+    except Diverged:
         if checkpoints is not None:
-            checkpoints.maybe_save(progress.step, total)
-    bar.close()
+            checkpoints.finish()
+        raise
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     if resumed_at:
         acc.print(f"{desc}: resumed at step {resumed_at}; throughput is of the remaining steps")

@@ -1,0 +1,136 @@
+"""The last bad inputs that used to slip through: each ends its stage with one `error:` line,
+exit status 2 and nothing at the stage's outputs (issue 14)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import Recorder
+from kdcascade import training
+from kdcascade.batching import MicroBatch
+from kdcascade.compose import compose
+from kdcascade.errors import ConfigError, Diverged
+from test_stage_errors import assert_one_line_error, edit_params, run_stage
+
+# a few rows, fp32 on CPU: each stage runs in seconds
+TINY = {"data": {"languages": ["en"], "max_length": 32,
+                 "sizes": {"train": 16, "dev": 8, "test": 8, "distill": 8}},
+        "train": {"batch_size": 4, "warmup": 0.0, "precision": "fp32", "device": "cpu",
+                  "checkpoint_every": 0}}
+
+
+def tiny(params):
+    params["data"].update(TINY["data"])
+    for stage in ("distill", "finetune"):
+        params[stage].update(TINY["train"])
+
+
+@pytest.fixture(scope="module")
+def ready(tmp_path_factory, minilm_path):
+    """Params composed once, MiniLM as the teacher L6 and data prepared from it."""
+    root = tmp_path_factory.mktemp("ready")
+    compose(root / "params.yaml", [])
+    edit_params(root, tiny)
+    (root / "m").mkdir()
+    (root / "m" / "L6").symlink_to(minilm_path)
+    out = run_stage(root, "prepare.py", "--teacher", "m/L6", "--out", "prep")
+    assert out.returncode == 0, out.stderr
+    return root
+
+
+@pytest.fixture
+def workdir(ready, tmp_path):
+    """A run folder of its own (params, models, outputs) reading the prepared data."""
+    shutil.copy(ready / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "L6").symlink_to(ready / "m" / "L6")
+    (tmp_path / "prep").symlink_to(ready / "prep")
+    return tmp_path
+
+
+def distill(workdir, *extra):
+    return run_stage(workdir, "distill.py", "--model", "L5", "--models", "m", "--data", "prep",
+                     "--live", "live/L5", *extra)
+
+
+def finetune(workdir, *extra):
+    return run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "prep",
+                     "--out", "ft/L6", "--live", "live/L6", *extra)
+
+
+def assert_ends_with_error(out, *words):
+    """A failure during the work: progress lines first, then the one `error:` line, no traceback."""
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and lines[-1].startswith("error: "), out.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, out.stderr
+    for word in words:
+        assert word in lines[-1]
+
+
+def left_behind(workdir) -> list[str]:
+    """Files a stage left in its run folder beyond its inputs (links to them are not followed)."""
+    return sorted(str(Path(folder, name).relative_to(workdir))
+                  for folder, _, files in os.walk(workdir) for name in files
+                  if Path(folder, name) != workdir / "params.yaml")
+
+
+def test_a_diverging_distillation_stops_at_once_and_saves_nothing(workdir):
+    # 8 sentences, batch 4: 2 steps; a checkpoint after the finite first, nan at the second
+    edit_params(workdir, lambda p: p["distill"].update(lr=1e10, checkpoint_every=1))
+    out = distill(workdir, "--checkpoints", "ckpt")
+    assert_ends_with_error(out, "distill L6->L5", "loss=nan", "optimizer step 2 of 2",
+                          "lr 1e+10", "diverged")
+    assert left_behind(workdir) == []  # no model, no live folder, no checkpoint to resume
+
+
+def test_a_diverging_finetune_stops_at_once_and_saves_nothing(workdir):
+    edit_params(workdir, lambda p: p["finetune"].update(lr=1e10, checkpoint_every=1))
+    out = finetune(workdir, "--checkpoints", "ckpt")
+    assert_ends_with_error(out, "finetune L6", "loss=nan", "optimizer step 2 of 8", "lr 1e+10",
+                          "diverged")
+    assert left_behind(workdir) == []
+
+
+class OneBatch:
+    """A batch plan of one empty batch per epoch, for a module that needs no inputs."""
+
+    def __len__(self):
+        return 1
+
+    def global_batches(self, epoch):
+        return [np.arange(1)]
+
+    def micro_batches(self, indices):
+        return [MicroBatch({}, None, 1)]
+
+
+class InfiniteGradient(torch.nn.Module):
+    """A finite loss (0) whose gradient is infinite: sqrt at 0. Clipping turns the gradient to
+    nan, so the update leaves a nan weight behind a finite loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch, shares=None):
+        return self.w.sqrt().sum(), {}
+
+
+def test_a_last_step_that_leaves_non_finite_weights_is_caught(accelerator):
+    cfg = {"epochs": 1, "lr": 1e-3, "warmup": 0.0, "batch_size": 1}
+    trainer = training.Trainer(InfiniteGradient(), cfg, accelerator, total_steps=1)
+    with pytest.raises(Diverged, match=r"toy: non-finite weights after optimizer step 1 of 1 "
+                                       r"with lr 0.001"):
+        training.run_training(trainer, OneBatch(), cfg, Recorder(), "toy", seed=0)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf")])
+def test_a_non_finite_lr_is_refused(lr):
+    cfg = {"epochs": 1, "batch_size": 4, "lr": lr, "warmup": 0.0, "device": "cpu"}
+    with pytest.raises(ConfigError, match=rf"distill.lr={lr}: expected a finite number >= 0"):
+        training.check_training_params(cfg, "distill")
