@@ -40,6 +40,7 @@ def run():
                 if cfg["init"] == "bottom" else teacher_dir)
     sentences = data.read_split(args.data, "distill")
     training.check_rows(len(sentences), cfg, "distill", Path(args.data) / "distill.parquet")
+    distillation.check_objective(cfg["objectives"], teacher_dir, step["layers"])
     launch.relaunch(cfg)
 
     accelerator = training.accelerator_for(cfg)

@@ -4,6 +4,7 @@ exit status 2 and nothing at the stage's outputs (issue 14)."""
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from kdcascade import training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
+from kdcascade.objectives import check_terms
 from test_stage_errors import assert_one_line_error, edit_params, run_stage
 
 # a few rows, fp32 on CPU: each stage runs in seconds
@@ -134,3 +136,35 @@ def test_a_non_finite_lr_is_refused(lr):
     cfg = {"epochs": 1, "batch_size": 4, "lr": lr, "warmup": 0.0, "device": "cpu"}
     with pytest.raises(ConfigError, match=rf"distill.lr={lr}: expected a finite number >= 0"):
         training.check_training_params(cfg, "distill")
+
+
+@pytest.mark.parametrize("term, words", [
+    ({"loss": "hidden_mse", "map": [[9, 9]]}, "distill.objectives[0].map: pair [9, 9] out of range"),
+    ({"loss": "nope"}, "unknown loss 'nope'"),
+    ({"loss": "hidden_mse", "weight": -1}, "distill.objectives[0].weight=-1: expected a finite "
+                                           "number >= 0"),
+])
+def test_a_bad_objective_fails_before_any_model_is_loaded(workdir, term, words):
+    edit_params(workdir, lambda p: p["distill"].update(objectives=[term]))
+    out = distill(workdir)
+    assert_one_line_error(out, words)  # one line: no weights were loaded first
+    assert left_behind(workdir) == []
+
+
+SMALL = SimpleNamespace(num_hidden_layers=2, hidden_size=8, num_attention_heads=2)
+BIG = SimpleNamespace(num_hidden_layers=4, hidden_size=8, num_attention_heads=2)
+
+
+@pytest.mark.parametrize("weight", [-1, -0.5, float("nan"), float("inf"), "1", True, None])
+def test_an_objective_weight_must_be_a_finite_number_at_least_0(weight):
+    with pytest.raises(ConfigError, match=r"objectives\[1\]\.weight=.*: expected a finite number"):
+        check_terms([{"loss": "hidden_mse"}, {"loss": "hidden_cosine", "weight": weight}],
+                    SMALL, BIG)
+
+
+def test_a_weight_of_0_logs_a_term_but_all_0_trains_nothing():
+    terms = check_terms([{"loss": "hidden_mse"}, {"loss": "attention_kl", "weight": 0}],
+                        SMALL, BIG)
+    assert [t.weight for t in terms] == [1.0, 0.0]
+    with pytest.raises(ConfigError, match="every weight is 0"):
+        check_terms([{"loss": "hidden_mse", "weight": 0}], SMALL, BIG)

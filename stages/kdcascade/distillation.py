@@ -1,11 +1,22 @@
 """One distillation step: the student learns to reproduce its predecessor's internal states."""
 
+import copy
+
 import torch
 
 from . import models
 from .batching import plan_for
-from .objectives import Objective
+from .objectives import Objective, check_terms
 from .training import Trainer, run_training
+
+
+def check_objective(specs: list[dict], teacher_dir, student_layers: int) -> None:
+    """The objective against the teacher's config.json before any weights are loaded; the
+    student is a truncation of a model as wide as the teacher, with `student_layers` layers."""
+    teacher_config = models.load_config(teacher_dir)
+    student_config = copy.deepcopy(teacher_config)
+    student_config.num_hidden_layers = student_layers
+    check_terms(specs, student_config, teacher_config)
 
 
 def stop_at(teacher: torch.nn.Module, depth: int) -> torch.nn.Module:

@@ -5,7 +5,7 @@ import importlib
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from . import runtime
 from .errors import ConfigError
@@ -32,6 +32,15 @@ def teacher_location(source: str, name: str) -> str:
             raise ConfigError(f"teacher.name={name!r}: the package has no get_model_path()")
         return str(module.get_model_path())
     raise ConfigError(f"teacher.source={source!r}: expected one of {', '.join(TEACHER_SOURCES)}")
+
+
+def load_config(folder) -> PretrainedConfig:
+    """A model folder's config.json alone, no weights: enough to check params against it."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; expected a model folder saved with save_pretrained "
+                          "(run the stage that makes it first)")
+    return AutoConfig.from_pretrained(str(folder))
 
 
 def load_encoder(location: str, attentions: bool = False) -> PreTrainedModel:

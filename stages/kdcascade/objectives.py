@@ -6,6 +6,7 @@ Layers are numbered as Hugging Face's `hidden_states` tuple: 0 is the embedding 
 i >= 1 the output of encoder layer i (and, for attention terms, the attention inside layer i).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,65 @@ class Term:
     weight: float
     projection: torch.nn.Module | None = None
     options: dict | None = None
+    widths: tuple[int, int] | None = None  # (student, teacher) where a projection maps them
+
+
+def check_weight(value, where: str) -> float:
+    # 0 is allowed: the term is logged without being trained on (a curve to watch)
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0):
+        raise ConfigError(f"{where}.weight={value!r}: expected a finite number >= 0 "
+                          "(0 logs the term without training on it)")
+    return float(value)
+
+
+def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]:
+    """The terms of `specs`, checked against the two models' configs (layers, widths, heads):
+    a stage calls this with configs alone, so a bad objective fails before any weights load."""
+    if not isinstance(specs, (list, tuple)) or not specs:
+        raise ConfigError(f"distill.objectives={specs!r}: expected a list of at least one term")
+    terms = []
+    for k, spec in enumerate(specs):
+        where = f"distill.objectives[{k}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}={spec!r}: expected a term like "
+                              "{loss: hidden_mse, map: shifted, weight: 1.0}")
+        name = spec.get("loss")
+        get_loss(name)  # unknown name -> one clear error
+        fn_feature = spec.get("feature", FEATURE_OF_LOSS[name])
+        if fn_feature != FEATURE_OF_LOSS[name] and {fn_feature, FEATURE_OF_LOSS[name]} != {
+                "attention", "attention_scores"}:
+            raise ConfigError(f"{where}.feature={fn_feature!r}: {name} reads "
+                              f"'{FEATURE_OF_LOSS[name]}' (attention losses may read "
+                              "'attention' probabilities or pre-softmax 'attention_scores')")
+        if fn_feature == "logits":
+            raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
+                              "distill step matches encoders (task-agnostic distillation)")
+        weight = check_weight(spec.get("weight", 1.0), where)
+        pairs = layer_pairs(spec.get("map", "shifted"), student_config.num_hidden_layers,
+                            teacher_config.num_hidden_layers, where)
+        term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight,
+                    options=_options(spec, fn_feature, teacher_config, where))
+        s_w, t_w = student_config.hidden_size, teacher_config.hidden_size
+        if fn_feature == "hidden" and s_w != t_w:
+            if not spec.get("projection", False):
+                raise ConfigError(f"{where}: student width {s_w} != teacher width {t_w}; "
+                                  "set projection: true to learn a linear map")
+            term.widths = (s_w, t_w)
+        terms.append(term)
+    if not any(term.weight for term in terms):
+        raise ConfigError("distill.objectives: every weight is 0; nothing would be trained")
+    return terms
+
+
+def _options(spec, feature, teacher_config, where) -> dict:
+    if feature != "qkv":
+        return {}
+    relations = spec.get("relations", list(RELATIONS))
+    if not relations or set(relations) - set(RELATIONS):
+        raise ConfigError(f"{where}.relations={relations!r}: expected a subset of {RELATIONS}")
+    heads = int(spec.get("relation_heads", teacher_config.num_attention_heads))
+    return {"relations": [RELATIONS.index(r) for r in relations], "heads": heads}
 
 
 class Objective(torch.nn.Module):
@@ -66,46 +126,12 @@ class Objective(torch.nn.Module):
 
     def __init__(self, specs: list[dict], student_config, teacher_config):
         super().__init__()
-        if not specs:
-            raise ConfigError("distill.objectives: expected at least one term")
-        self.terms: list[Term] = []
+        self.terms = check_terms(specs, student_config, teacher_config)
         self.projections = torch.nn.ModuleDict()
-        for k, spec in enumerate(specs):
-            where = f"distill.objectives[{k}]"
-            name = spec.get("loss")
-            get_loss(name)  # unknown name -> one clear error
-            fn_feature = spec.get("feature", FEATURE_OF_LOSS[name])
-            if fn_feature != FEATURE_OF_LOSS[name] and {fn_feature, FEATURE_OF_LOSS[name]} != {
-                    "attention", "attention_scores"}:
-                raise ConfigError(f"{where}.feature={fn_feature!r}: {name} reads "
-                                  f"'{FEATURE_OF_LOSS[name]}' (attention losses may read "
-                                  "'attention' probabilities or pre-softmax 'attention_scores')")
-            if fn_feature == "logits":
-                raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
-                                  "distill step matches encoders (task-agnostic distillation)")
-            weight = float(spec.get("weight", 1.0))
-            pairs = layer_pairs(spec.get("map", "shifted"), student_config.num_hidden_layers,
-                                teacher_config.num_hidden_layers, where)
-            term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight,
-                        options=self._options(spec, fn_feature, teacher_config, where))
-            s_w, t_w = student_config.hidden_size, teacher_config.hidden_size
-            if fn_feature == "hidden" and s_w != t_w:
-                if not spec.get("projection", False):
-                    raise ConfigError(f"{where}: student width {s_w} != teacher width {t_w}; "
-                                      "set projection: true to learn a linear map")
-                self.projections[term.name] = Projection(s_w, t_w)
+        for term in self.terms:
+            if term.widths is not None:
+                self.projections[term.name] = Projection(*term.widths)
                 term.projection = self.projections[term.name]
-            self.terms.append(term)
-
-    @staticmethod
-    def _options(spec, feature, teacher_config, where) -> dict:
-        if feature != "qkv":
-            return {}
-        relations = spec.get("relations", list(RELATIONS))
-        if not relations or set(relations) - set(RELATIONS):
-            raise ConfigError(f"{where}.relations={relations!r}: expected a subset of {RELATIONS}")
-        heads = int(spec.get("relation_heads", teacher_config.num_attention_heads))
-        return {"relations": [RELATIONS.index(r) for r in relations], "heads": heads}
 
     def wants(self, side: int) -> dict[int, set]:
         """Per 1-based layer, what the attention kernel must record (side 0: student, 1: teacher)."""
