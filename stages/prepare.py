@@ -32,12 +32,14 @@ def run():
     args = ap.parse_args()
     params = runtime.load_params()
     d, seed = params["data"], params["seed"]
+    positions = models.load_config(args.teacher).max_position_embeddings
+    tokenizer = models.load_tokenizer(args.teacher)
+    data.check_max_length(d["max_length"], positions, tokenizer.num_special_tokens_to_add(pair=True))
     splits = sources.load_nli(d, seed)
     for split, df in splits.items():
         data.check_nli_frame(df, f"data.source={d['source']}: split {split}")
     sentences = sources.distill_sentences(d, splits["train"], seed)
 
-    tokenizer = models.load_tokenizer(args.teacher)
     tokenized, truncated = {}, {}
     for split, df in splits.items():
         tokenized[split], truncated[split] = data.tokenize_pairs(tokenizer, df, d["max_length"])

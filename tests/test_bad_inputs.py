@@ -2,6 +2,7 @@
 exit status 2 and nothing at the stage's outputs (issue 14)."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from conftest import Recorder
-from kdcascade import training
+from kdcascade import data, training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
@@ -168,3 +169,26 @@ def test_a_weight_of_0_logs_a_term_but_all_0_trains_nothing():
     assert [t.weight for t in terms] == [1.0, 0.0]
     with pytest.raises(ConfigError, match="every weight is 0"):
         check_terms([{"loss": "hidden_mse", "weight": 0}], SMALL, BIG)
+
+
+@pytest.mark.parametrize("max_length, words", [
+    (0, "data.max_length=0: expected a positive integer"),
+    (100000, "data.max_length=100000: expected at most 512, the teacher's "
+             "max_position_embeddings"),
+])
+def test_prepare_refuses_a_max_length_the_teacher_cannot_take(workdir, max_length, words):
+    edit_params(workdir, lambda p: p["data"].update(max_length=max_length))
+    out = run_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
+    assert_one_line_error(out, words)
+    assert left_behind(workdir) == []
+
+
+@pytest.mark.parametrize("max_length, words", [
+    ("64", "data.max_length='64': expected a positive integer"),
+    (True, "data.max_length=True: expected a positive integer"),
+    (3, "data.max_length=3: expected more than the 3 special tokens"),  # [CLS] a [SEP] b [SEP]
+])
+def test_a_max_length_leaves_room_for_text(max_length, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        data.check_max_length(max_length, positions=512, specials=3)
+    assert data.check_max_length(4, positions=512, specials=3) == 4

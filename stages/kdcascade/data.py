@@ -14,6 +14,20 @@ from .labels import LABELS, NLI_COLUMNS
 SPLITS = ("train", "dev", "test")
 
 
+def check_max_length(max_length, positions: int, specials: int) -> int:
+    """data.max_length against the teacher: more than the special tokens its tokenizer adds to a
+    pair (else rows are left untruncated or empty), no more than its position embeddings."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ConfigError(f"data.max_length={max_length!r}: expected a positive integer")
+    if max_length <= specials:
+        raise ConfigError(f"data.max_length={max_length}: expected more than the {specials} "
+                          "special tokens the teacher's tokenizer adds to a pair")
+    if max_length > positions:
+        raise ConfigError(f"data.max_length={max_length}: expected at most {positions}, the "
+                          "teacher's max_position_embeddings")
+    return max_length
+
+
 def tokenize_pairs(tokenizer, df: pd.DataFrame, max_length: int) -> tuple[pd.DataFrame, int]:
     """Token ids for each pair, truncated the same way everywhere (longest side first).
 
