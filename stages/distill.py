@@ -25,6 +25,7 @@ def run():
     ap.add_argument("--live", required=True)
     ap.add_argument("--checkpoints", help="folder for resumable state (distill.checkpoint_every)")
     args = ap.parse_args()
+    runtime.check_writable(Path(args.models) / args.model, args.live, args.checkpoints)
     params = runtime.load_params()
     schedule.check_params(params)
     cfg, seed = params["distill"], params["seed"]
@@ -69,12 +70,12 @@ def run():
             raise RuntimeError(f"frozen parameters changed during distillation: {moved[:3]}")
         for key, value in {**stats, "kept_layers": len(keep)}.items():
             live.summary[key] = value
-    if accelerator.is_main_process:
-        student.set_attn_implementation("sdpa")  # the recording kernel exists only in this stage
-        models.save_model(student, models_dir / args.model, models.load_tokenizer(str(teacher_dir)),
-                          f"distill@{args.model}", {**stage_params, **training.run_facts(
-                              accelerator, cfg, resumed)})
-        print(f"{step['from']} -> {args.model}: {stats}")
+        if accelerator.is_main_process:  # inside the live block: a failed save removes the logs
+            student.set_attn_implementation("sdpa")  # the recording kernel exists only here
+            models.save_model(student, models_dir / args.model,
+                              models.load_tokenizer(str(teacher_dir)), f"distill@{args.model}",
+                              {**stage_params, **training.run_facts(accelerator, cfg, resumed)})
+            print(f"{step['from']} -> {args.model}: {stats}")
     saved.finish()
     accelerator.end_training()
 

@@ -20,6 +20,7 @@ def run():
     for flag in ("--finetuned", "--data", "--out"):
         ap.add_argument(flag, required=True)
     args = ap.parse_args()
+    runtime.check_writable(args.out)
     params = runtime.load_params()
     schedule.check_params(params)
     cfg, cascade = params["evaluate"], params["cascade"]

@@ -24,6 +24,7 @@ def run():
     ap.add_argument("--teacher-finetuned", help="the fine-tuned teacher, for soft labels")
     ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
     args = ap.parse_args()
+    runtime.check_writable(args.out, args.live, args.checkpoints)
     params = runtime.load_params()
     schedule.check_params(params)
     cfg, seed = params["finetune"], params["seed"]
@@ -57,11 +58,11 @@ def run():
                                   checkpoints=saved)
         for key, value in stats.items():
             live.summary[key] = value
-    if accelerator.is_main_process:
-        models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
-                          f"finetune@{args.model}", {**stage_params, **training.run_facts(
-                              accelerator, cfg, resumed)})
-        print(f"{args.model}: {stats}")
+        if accelerator.is_main_process:  # inside the live block: a failed save removes the logs
+            models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
+                              f"finetune@{args.model}", {**stage_params, **training.run_facts(
+                                  accelerator, cfg, resumed)})
+            print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()
 

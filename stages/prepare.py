@@ -30,6 +30,7 @@ def run():
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    runtime.check_writable(args.out)
     params = runtime.load_params()
     d, seed = params["data"], params["seed"]
     positions = models.load_config(args.teacher).max_position_embeddings

@@ -154,6 +154,7 @@ def run():
     for flag in ("--eval", "--data", "--live", "--out"):
         ap.add_argument(flag, required=True)
     args = ap.parse_args()
+    runtime.check_writable(args.out)
     params = runtime.load_params()
     schedule.check_params(params)
     path = Path(args.eval) / "metrics.json"

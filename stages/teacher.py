@@ -17,6 +17,7 @@ def run():
     ap.add_argument("--out", required=True)
     ap.add_argument("--baseline-out", required=True)
     args = ap.parse_args()
+    runtime.check_writable(args.out, args.baseline_out)
     params = runtime.load_params()
     schedule.check_params(params)
     t, cascade, distill = params["teacher"], params["cascade"], params["distill"]

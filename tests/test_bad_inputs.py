@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import Recorder
-from kdcascade import data, training
+from kdcascade import data, runtime, training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
@@ -192,3 +192,28 @@ def test_a_max_length_leaves_room_for_text(max_length, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         data.check_max_length(max_length, positions=512, specials=3)
     assert data.check_max_length(4, positions=512, specials=3) == 4
+
+
+@pytest.mark.parametrize("blocked, run, words", [
+    ("m/L5", distill, "m/L5: cannot be written: it is not a folder"),
+    ("live", distill, "live/L5: cannot be written: "),
+    ("ft", finetune, "ft/L6: cannot be written: "),
+    ("prepared", lambda w: run_stage(w, "prepare.py", "--teacher", "m/L6", "--out",
+                                     "prepared/out"), "prepared/out: cannot be written: "),
+])
+def test_an_output_that_cannot_be_written_fails_first(workdir, blocked, run, words):
+    (workdir / blocked).write_text("a file where a folder should be\n")
+    out = run(workdir)
+    assert_one_line_error(out, words, "is not a folder")
+    assert left_behind(workdir) == [blocked]  # no live folder, no model
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(ConfigError, match=f"{locked}/L5: cannot be written: no write "
+                                          f"permission in {locked}"):
+        runtime.check_writable(locked / "L5")
+    runtime.check_writable(tmp_path / "free" / "L5")  # a folder it would create

@@ -24,6 +24,21 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         return yaml.safe_load(f)
 
 
+def check_writable(*paths) -> None:
+    """Fail before any work, naming the path, if an output cannot be written (a stage used to
+    find out only when saving, after all its training). None entries are skipped."""
+    for path in (Path(p) for p in paths if p is not None):
+        target = path.absolute()
+        existing = next(p for p in (target, *target.parents) if p.exists())
+        if not existing.is_dir():
+            what = "it" if existing == target else existing
+            raise ConfigError(f"{path}: cannot be written: {what} is not a folder")
+        # an existing output is replaced from its parent (atomic_dir): both must be writable
+        for folder in (existing, existing.parent) if existing == target else (existing,):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(f"{path}: cannot be written: no write permission in {folder}")
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
