@@ -28,7 +28,7 @@ def run():
     runtime.check_writable(Path(args.models) / args.model, args.live, args.checkpoints)
     params = runtime.load_params()
     schedule.check_params(params)
-    cfg, seed = params["distill"], params["seed"]
+    cfg, seed = params["distill"], runtime.seed_of(params)
     step = params["cascade"]["schedule"].get(args.model)
     if step is None:
         raise ConfigError(f"--model {args.model}: not in cascade.schedule "

@@ -27,7 +27,7 @@ def run():
     runtime.check_writable(args.out, args.live, args.checkpoints)
     params = runtime.load_params()
     schedule.check_params(params)
-    cfg, seed = params["finetune"], params["seed"]
+    cfg, seed = params["finetune"], runtime.seed_of(params)
     if args.model not in params["cascade"]["models"]:
         raise ConfigError(f"--model {args.model}: not in cascade.models "
                           f"({', '.join(params['cascade']['models'])})")

@@ -32,7 +32,7 @@ def run():
     args = ap.parse_args()
     runtime.check_writable(args.out)
     params = runtime.load_params()
-    d, seed = params["data"], params["seed"]
+    d, seed = params["data"], runtime.seed_of(params)
     positions = models.load_config(args.teacher).max_position_embeddings
     tokenizer = models.load_tokenizer(args.teacher)
     data.check_max_length(d["max_length"], positions, tokenizer.num_special_tokens_to_add(pair=True))

@@ -217,3 +217,24 @@ def test_a_folder_without_write_permission_is_named(tmp_path):
                                           f"permission in {locked}"):
         runtime.check_writable(locked / "L5")
     runtime.check_writable(tmp_path / "free" / "L5")  # a folder it would create
+
+
+@pytest.mark.parametrize("run", [
+    lambda w: run_stage(w, "prepare.py", "--teacher", "m/L6", "--out", "prepared"),
+    distill, finetune], ids=["prepare", "distill", "finetune"])
+def test_a_seed_that_is_not_an_integer_is_named(workdir, run):
+    edit_params(workdir, lambda p: p.update(seed="abc"))
+    out = run(workdir)
+    assert_one_line_error(out)
+    assert out.stderr.strip() == "error: seed='abc': expected an integer"
+    assert left_behind(workdir) == []
+
+
+@pytest.mark.parametrize("seed, words", [
+    (1.5, "seed=1.5: expected an integer"), (True, "seed=True: expected an integer"),
+    (None, "seed=None: expected an integer"), (-1, "seed=-1: expected an integer in 0.."),
+    (2**40, "expected an integer in 0..2147483647")])
+def test_seeds_numpy_cannot_take_are_refused(seed, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        runtime.seed_of({"seed": seed})
+    assert runtime.seed_of({"seed": 0}) == 0

@@ -24,6 +24,20 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         return yaml.safe_load(f)
 
 
+# seeds are offset per split and per process, and numpy takes only 0..2**32 - 1
+SEED_LIMIT = 2**31
+
+
+def seed_of(params: dict) -> int:
+    """params['seed'], checked: every stage that reads the seed takes it from here."""
+    seed = params.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r}: expected an integer")
+    if not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"seed={seed}: expected an integer in 0..{SEED_LIMIT - 1}")
+    return seed
+
+
 def check_writable(*paths) -> None:
     """Fail before any work, naming the path, if an output cannot be written (a stage used to
     find out only when saving, after all its training). None entries are skipped."""
