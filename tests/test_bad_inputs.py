@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import Recorder
-from kdcascade import data, runtime, training
+from conftest import ROOT, Recorder
+from kdcascade import data, runtime, sources, training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
@@ -238,3 +239,21 @@ def test_seeds_numpy_cannot_take_are_refused(seed, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         runtime.seed_of({"seed": seed})
     assert runtime.seed_of({"seed": 0}) == 0
+
+
+def test_no_languages_on_the_synthetic_source_is_named(workdir):
+    edit_params(workdir, lambda p: p["data"].update(languages=[]))
+    out = run_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
+    assert_one_line_error(out, "data.languages: expected a non-empty list of names, got []")
+    assert left_behind(workdir) == []
+
+
+@pytest.mark.parametrize("param", ["languages", "train_languages"])
+def test_every_source_refuses_an_empty_language_list_with_the_same_line(param, tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
+    lines = set()
+    for source in ("synthetic", "local", "hub"):
+        with pytest.raises(ConfigError) as err:
+            sources.load_nli({**params, "source": source, "path": str(tmp_path), param: []}, 0)
+        lines.add(str(err.value))
+    assert lines == {f"data.{param}: expected a non-empty list of names, got []"}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import xnli
 from .data import SPLITS
 from .errors import ConfigError
 
@@ -20,6 +21,8 @@ def _size(d: dict, split: str):
 
 def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
     """train (in data.train_languages), dev and test (in data.languages), labels 0/1/2."""
+    for param in ("languages", "train_languages"):  # the same line whatever the source
+        xnli.check_names(f"data.{param}", d[param])
     source = d["source"]
     if source == "synthetic":
         from . import synthetic
@@ -33,8 +36,6 @@ def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
             out[split] = pd.concat([synthetic.generate_nli(lang, n, seed + SPLIT_SEED_OFFSET[split])
                                     for lang in langs], ignore_index=True)
         return out
-    from . import xnli
-
     from_dev = bool(d.get("test_from_dev", False))
     splits = ("train", "dev") if from_dev else SPLITS
     if source == "local":

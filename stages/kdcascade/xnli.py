@@ -26,7 +26,7 @@ _TRAIN_COLUMNS = ("premise", "hypo", "label")
 _HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 
-def _codes(param: str, values: Sequence[str], allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+def check_names(param: str, values: Sequence[str], allowed: Sequence[str] | None = None) -> tuple[str, ...]:
     # a bare string would silently be iterated as characters ("en" -> "e", "n")
     if isinstance(values, str) or not values or not all(isinstance(v, str) and v for v in values):
         raise ConfigError(f"{param}: expected a non-empty list of names, got {values!r}")
@@ -116,8 +116,8 @@ def load_local(
     splits: Sequence[str] = SPLITS,
 ) -> dict[str, pd.DataFrame]:
     """Read root/XNLI-1.0/xnli.{dev,test}.tsv and root/XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv."""
-    languages, train_languages = _codes("languages", languages), _codes("train_languages", train_languages)
-    splits = _codes("splits", splits, SPLITS)
+    languages, train_languages = check_names("languages", languages), check_names("train_languages", train_languages)
+    splits = check_names("splits", splits, SPLITS)
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: data root directory not found (expected unpacked XNLI-1.0 and XNLI-MT-1.0)")
@@ -177,8 +177,8 @@ def load_hub(
     load_dataset: Callable | None = None,
 ) -> dict[str, pd.DataFrame]:
     """One `load_dataset(dataset, lang)` per language; train from train_languages, dev/test from languages."""
-    languages, train_languages = _codes("languages", languages), _codes("train_languages", train_languages)
-    splits = _codes("splits", splits, SPLITS)
+    languages, train_languages = check_names("languages", languages), check_names("train_languages", train_languages)
+    splits = check_names("splits", splits, SPLITS)
     if load_dataset is None:
         from datasets import load_dataset  # lazily: the local source must work without `datasets`
     loaded = {}
