@@ -4,6 +4,8 @@ exit status 2 and nothing at the stage's outputs (issue 14)."""
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +15,7 @@ import torch
 import yaml
 
 from conftest import ROOT, Recorder
-from kdcascade import data, runtime, sources, training
+from kdcascade import data, runtime, schedule, sources, training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
@@ -257,3 +259,20 @@ def test_every_source_refuses_an_empty_language_list_with_the_same_line(param, t
             sources.load_nli({**params, "source": source, "path": str(tmp_path), param: []}, 0)
         lines.add(str(err.value))
     assert lines == {f"data.{param}: expected a non-empty list of names, got []"}
+
+
+@pytest.mark.parametrize("override, line", [
+    ("cascade.steps=0", None),  # None: the line a stage gives, from kdcascade.schedule
+    ("preset=nope", "preset=nope: expected one of paper, quickstart, tiny (conf/preset/)"),
+])
+def test_compose_ends_a_bad_override_with_the_stages_one_line(tmp_path, override, line):
+    if line is None:
+        with pytest.raises(ConfigError) as err:
+            schedule.depths(6, 3, 0)
+        line = str(err.value)
+    committed = (ROOT / "params.yaml").read_bytes()
+    out = subprocess.run([sys.executable, "-m", "kdcascade.compose", override], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "stages")},
+                         capture_output=True, text=True)
+    assert (out.returncode, out.stderr) == (2, f"error: {line}\n")
+    assert (ROOT / "params.yaml").read_bytes() == committed
