@@ -22,17 +22,13 @@ from kdcascade.errors import ConfigError, Diverged
 from kdcascade.objectives import check_terms
 from test_stage_errors import assert_one_line_error, edit_params, run_stage
 
-# a few rows, fp32 on CPU: each stage runs in seconds
-TINY = {"data": {"languages": ["en"], "max_length": 32,
-                 "sizes": {"train": 16, "dev": 8, "test": 8, "distill": 8}},
-        "train": {"batch_size": 4, "warmup": 0.0, "precision": "fp32", "device": "cpu",
-                  "checkpoint_every": 0}}
-
-
 def tiny(params):
-    params["data"].update(TINY["data"])
+    """A few rows, fp32 on CPU: each stage runs in seconds."""
+    params["data"].update(languages=["en"], max_length=32,
+                          sizes={"train": 16, "dev": 8, "test": 8, "distill": 8})
     for stage in ("distill", "finetune"):
-        params[stage].update(TINY["train"])
+        params[stage].update(batch_size=4, warmup=0.0, precision="fp32", device="cpu",
+                             checkpoint_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +138,9 @@ def test_a_non_finite_lr_is_refused(lr):
         training.check_training_params(cfg, "distill")
 
 
+# every objective error comes from check_terms (an unknown loss too: tests/test_distillation.py)
 @pytest.mark.parametrize("term, words", [
     ({"loss": "hidden_mse", "map": [[9, 9]]}, "distill.objectives[0].map: pair [9, 9] out of range"),
-    ({"loss": "nope"}, "unknown loss 'nope'"),
     ({"loss": "hidden_mse", "weight": -1}, "distill.objectives[0].weight=-1: expected a finite "
                                            "number >= 0"),
 ])
@@ -201,8 +197,6 @@ def test_a_max_length_leaves_room_for_text(max_length, words):
     ("m/L5", distill, "m/L5: cannot be written: it is not a folder"),
     ("live", distill, "live/L5: cannot be written: "),
     ("ft", finetune, "ft/L6: cannot be written: "),
-    ("prepared", lambda w: run_stage(w, "prepare.py", "--teacher", "m/L6", "--out",
-                                     "prepared/out"), "prepared/out: cannot be written: "),
 ])
 def test_an_output_that_cannot_be_written_fails_first(workdir, blocked, run, words):
     (workdir / blocked).write_text("a file where a folder should be\n")
@@ -224,7 +218,7 @@ def test_a_folder_without_write_permission_is_named(tmp_path):
 
 @pytest.mark.parametrize("run", [
     lambda w: run_stage(w, "prepare.py", "--teacher", "m/L6", "--out", "prepared"),
-    distill, finetune], ids=["prepare", "distill", "finetune"])
+    distill], ids=["prepare", "distill"])  # finetune takes the seed the same way
 def test_a_seed_that_is_not_an_integer_is_named(workdir, run):
     edit_params(workdir, lambda p: p.update(seed="abc"))
     out = run(workdir)
