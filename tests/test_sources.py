@@ -51,3 +51,50 @@ def test_unknown_source_and_bad_sizes():
         sources.load_nli(cfg(source="ftp"), 0)
     with pytest.raises(ConfigError, match=r"data.sizes.train=-1"):
         sources.load_nli(cfg(sizes={"train": -1, "dev": 6, "test": 6, "distill": 4}), 0)
+
+
+def test_a_folder_corpus_is_balanced_over_the_listed_languages(tmp_path):
+    (tmp_path / "en.txt").write_text("one\ntwo\nthree\nfour\ntwo\n", encoding="utf-8")
+    (tmp_path / "de.txt").write_text("eins\n\nzwei\n", encoding="utf-8")
+    (tmp_path / "fr.txt").write_text("un\n", encoding="utf-8")  # not listed: not read
+    df = sources.distill_sentences(cfg(distill_corpus=str(tmp_path), sizes={"distill": 2}),
+                                   None, 0)
+    counts = df.language.value_counts().to_dict()
+    assert counts == {"en": 2, "de": 2}
+    assert set(df[df.language == "de"].sentence) == {"eins", "zwei"}
+    assert set(df[df.language == "en"].sentence) <= {"one", "two", "three", "four"}
+    # all sentences of every language, each once
+    df = sources.distill_sentences(cfg(distill_corpus=str(tmp_path), sizes={"distill": None}),
+                                   None, 0)
+    assert df.language.value_counts().to_dict() == {"en": 4, "de": 2}
+    with pytest.raises(ConfigError, match=r"es.txt: file not found \(data.languages has es"):
+        sources.distill_sentences(cfg(distill_corpus=str(tmp_path), languages=["en", "es"]),
+                                  None, 0)
+    (tmp_path / "de.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="de.txt: not valid UTF-8"):
+        sources.distill_sentences(cfg(distill_corpus=str(tmp_path)), None, 0)
+
+
+def test_translated_train_reads_every_language_without_labels(tmp_path):
+    from test_xnli import _train_file
+
+    _train_file(tmp_path, "en", [("A dog runs.", "An animal moves.", "entailment")])
+    _train_file(tmp_path, "de", [("Ein Hund rennt.", "Ein Tier bewegt sich.", "neutral"),
+                                 ("Ein Hund rennt.", "Keiner rennt.", "contradictory")])
+    d = cfg(source="local", path=str(tmp_path), distill_corpus="translated_train",
+            sizes={"distill": None})
+    df = sources.distill_sentences(d, None, 0)
+    assert sorted(df[df.language == "de"].sentence) == ["Ein Hund rennt.", "Ein Tier bewegt sich.",
+                                                        "Keiner rennt."]
+    assert sorted(df[df.language == "en"].sentence) == ["A dog runs.", "An animal moves."]
+    assert list(df.columns) == ["language", "sentence"]
+    with pytest.raises(ConfigError, match="multinli.train.fr.tsv: file not found"):
+        sources.distill_sentences({**d, "languages": ["en", "fr"]}, None, 0)
+    with pytest.raises(ConfigError, match="translated_train: needs data.source local or hub"):
+        sources.distill_sentences(cfg(distill_corpus="translated_train"), None, 0)
+
+
+def test_an_unknown_corpus_names_the_choices():
+    with pytest.raises(ConfigError, match="data.distill_corpus='wiki': expected one of generated, "
+                                          "train, translated_train, a folder"):
+        sources.distill_sentences(cfg(distill_corpus="wiki"), None, 0)

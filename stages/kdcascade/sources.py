@@ -63,18 +63,29 @@ def halve_dev(dev: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             dev[position % 2 == 1].reset_index(drop=True))
 
 
+CORPORA = ("generated", "train", "translated_train")
+
+
 def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Unlabeled sentences (language, sentence) for distillation.
 
-    data.distill_corpus: `generated` (synthetic source: sentences in every data.languages),
-    `train` (premises and hypotheses of the prepared train split), or a text file path with one
-    sentence per line. data.sizes.distill caps the count per language (null = all).
+    data.distill_corpus:
+      `generated`: the synthetic source's sentences in every data.languages;
+      `train`: premises and hypotheses of the prepared (English) train split;
+      `translated_train`: premises and hypotheses of XNLI's machine-translated train set in every
+        data.languages (local: XNLI-MT-1.0/multinli/multinli.train.<lang>.tsv, hub: the train
+        split of each language), read as plain text: no label is used;
+      a folder: one `<lang>.txt` per data.languages, one sentence per line;
+      a text file: one sentence per line (language `file`).
+    data.sizes.distill: sentences per language (null = all), drawn at random from each language,
+    so a multilingual corpus is balanced up to the smallest language's size.
     """
     corpus, n = d["distill_corpus"], _size(d, "distill")
     if corpus == "generated":
         if d["source"] != "synthetic":
             raise ConfigError("data.distill_corpus=generated: only the synthetic source "
-                              "generates sentences; use `train` or a text file")
+                              "generates sentences; use `train`, `translated_train`, a folder "
+                              "or a text file")
         if n is None:
             raise ConfigError("data.sizes.distill: the generated corpus needs a size")
         from . import synthetic
@@ -83,19 +94,52 @@ def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
                 for s in synthetic.generate_sentences(lang, n, seed + SPLIT_SEED_OFFSET["distill"])]
         return pd.DataFrame(rows, columns=["language", "sentence"])
     if corpus == "train":
-        both = pd.concat([train[["language", "premise"]].rename(columns={"premise": "sentence"}),
-                          train[["language", "hypothesis"]].rename(columns={"hypothesis": "sentence"})])
-        df = both.drop_duplicates("sentence").reset_index(drop=True)
+        df = _sentences_of(train)
+    elif corpus == "translated_train":
+        df = _sentences_of(_translated_train(d))
+    elif isinstance(corpus, str) and Path(corpus).is_dir():
+        df = pd.concat([_lines(Path(corpus) / f"{lang}.txt", lang, f"data.languages has {lang}")
+                        for lang in d["languages"]], ignore_index=True)
+    elif isinstance(corpus, str) and Path(corpus).is_file():
+        df = _lines(Path(corpus), "file")
     else:
-        path = Path(corpus)
-        if not path.is_file():
-            raise ConfigError(f"data.distill_corpus={corpus!r}: expected `generated`, `train` or "
-                              "a text file with one sentence per line")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        df = pd.DataFrame({"language": "file", "sentence": [ln for ln in lines if ln]})
-        if df.empty:
-            raise ConfigError(f"{path}: no sentences (expected one sentence per line)")
+        raise ConfigError(f"data.distill_corpus={corpus!r}: expected one of {', '.join(CORPORA)}, "
+                          "a folder of <language>.txt files or a text file with one sentence "
+                          "per line")
     if n is not None:
         df = (df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
               .reset_index(drop=True))
     return df
+
+
+def _sentences_of(pairs: pd.DataFrame) -> pd.DataFrame:
+    both = pd.concat([pairs[["language", "premise"]].rename(columns={"premise": "sentence"}),
+                      pairs[["language", "hypothesis"]].rename(columns={"hypothesis": "sentence"})])
+    return both.drop_duplicates(["language", "sentence"]).reset_index(drop=True)
+
+
+def _translated_train(d: dict) -> pd.DataFrame:
+    from . import xnli
+
+    if d["source"] == "local":
+        if not d.get("path"):
+            raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
+        return xnli.load_local(Path(d["path"]), d["languages"], d["languages"], ("train",))["train"]
+    if d["source"] == "hub":
+        return xnli.load_hub(d["hub_dataset"], d["languages"], d["languages"], ("train",))["train"]
+    raise ConfigError("data.distill_corpus=translated_train: needs data.source local or hub "
+                      "(XNLI's machine-translated train set)")
+
+
+def _lines(path: Path, language: str, why: str = "") -> pd.DataFrame:
+    """The non-empty lines of a UTF-8 text file, stripped, each once."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found ({why}; expected one sentence per line)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid UTF-8 ({err.reason})") from None
+    lines = list(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
+    if not lines:
+        raise ConfigError(f"{path}: no sentences (expected one sentence per line)")
+    return pd.DataFrame({"language": language, "sentence": lines})
