@@ -56,7 +56,7 @@ def test_a_batch_too_small_to_split_is_dropped():
     assert len(plan) == 2 and plan.dropped_examples == 1
 
 
-@pytest.mark.parametrize("name", sorted(losses.UNIT_OF_LOSS))
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
 def test_weighted_slices_add_up_to_the_whole_batch(name):
     """What makes several processes equal one: each loss, computed on slices and weighted by
     the slices' shares of its unit, sums to the loss of the whole batch."""
@@ -65,9 +65,9 @@ def test_weighted_slices_add_up_to_the_whole_batch(name):
     mask = torch.tensor([[1] * n + [0] * (7 - n) for n in lengths])
     fn = losses.get_loss(name)
     shape = {"hidden": (6, 7, 8), "attention": (6, 2, 7, 7), "attention_scores": (6, 2, 7, 7),
-             "qkv": (6, 7, 8), "logits": (6, 3)}[losses.FEATURE_OF_LOSS[name]]
+             "qkv": (6, 7, 8), "logits": (6, 3)}[fn.feature]
     s, t = torch.randn(shape), torch.randn(shape)
-    if losses.FEATURE_OF_LOSS[name] == "attention":
+    if fn.feature == "attention":
         s, t = s.softmax(-1), t.softmax(-1)
     args = {"minilm_relation": (2,), "logits_kl": (2.0,)}.get(name, ())
 
@@ -79,8 +79,8 @@ def test_weighted_slices_add_up_to_the_whole_batch(name):
     whole = value(list(range(6)))
     total = batching.units(lengths)
     parts = [[0, 3], [1, 4, 5], [2]]
-    summed = sum(value(p) * batching.units(lengths[p])[losses.UNIT_OF_LOSS[name]]
-                 / total[losses.UNIT_OF_LOSS[name]] for p in parts)
+    summed = sum(value(p) * batching.units(lengths[p])[fn.unit]
+                 / total[fn.unit] for p in parts)
     assert summed.item() == pytest.approx(whole.item(), rel=1e-5)
 
 

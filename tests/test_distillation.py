@@ -13,6 +13,8 @@ from conftest import Recorder
 def test_layer_maps():
     assert layer_pairs("shifted", 5, 6, "t") == [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
     assert layer_pairs("shifted", 3, 6, "t") == [(1, 4), (2, 5), (3, 6)]
+    assert layer_pairs("skip", 3, 6, "t") == [(1, 1), (2, 2), (3, 6)]
+    assert layer_pairs("skip", 1, 6, "t") == [(1, 6)]
     assert layer_pairs("last", 6, 12, "t") == [(6, 12)]
     assert layer_pairs("uniform", 4, 12, "t") == [(1, 3), (2, 6), (3, 9), (4, 12)]
     assert layer_pairs([[1, 2], [3, 6]], 3, 6, "t") == [(1, 2), (3, 6)]

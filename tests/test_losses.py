@@ -6,13 +6,13 @@ import torch
 
 from kdcascade.errors import ConfigError
 from kdcascade.losses import (
-    FEATURE_OF_LOSS, LOSSES, Projection, attention_kl, attention_mse, get_loss, hidden_cosine,
-    hidden_mse, logits_kl, masked_mean, minilm_relation,
+    LOSSES, Projection, attention_kl, attention_mse, get_loss, hidden_cosine, hidden_mse,
+    hidden_nmse, logits_kl, masked_mean, minilm_relation,
 )
 
 B, T, H, HEADS = 2, 3, 2, 2
 MASK = torch.tensor([[1, 1, 0], [1, 0, 0]])
-MASKED_LOSSES = ["hidden_mse", "hidden_cosine", "attention_kl", "attention_mse", "minilm_relation"]
+MASKED_LOSSES = ["hidden_mse", "hidden_nmse", "hidden_cosine", "attention_kl", "attention_mse", "minilm_relation"]
 
 
 # ---------- plain-Python references ----------
@@ -72,7 +72,7 @@ def ref_minilm(s, t, mask, n_heads):
 def make(name, mask=MASK, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     b, t = mask.shape
-    if name in ("hidden_mse", "hidden_cosine"):
+    if name in ("hidden_mse", "hidden_nmse", "hidden_cosine"):
         s, te, kw = torch.randn(b, t, H, generator=g), torch.randn(b, t, H, generator=g), {}
     elif name in ("attention_kl", "attention_mse"):
         s, te = torch.randn(b, HEADS, t, t, generator=g), torch.randn(b, HEADS, t, t, generator=g)
@@ -105,6 +105,15 @@ def test_hidden_mse_by_hand():
     t = torch.tensor([[[0., 2.], [1., 1.], [-5., 7.]], [[0., 1.], [0., 0.], [0., 0.]]])
     # real tokens: (1,0)^2 + (2,3)^2 + (.5,-1)^2 = 1 + 13 + 1.25; 3 tokens * H=2
     assert hidden_mse(s, t, MASK).item() == pytest.approx(15.25 / 6)
+
+
+def test_hidden_nmse_by_hand():
+    s = torch.tensor([[[1., 2.], [3., 4.], [99., 99.]], [[.5, 0.], [7., 7.], [7., 7.]]])
+    t = torch.tensor([[[0., 2.], [1., 1.], [-5., 7.]], [[0., 1.], [0., 0.], [0., 0.]]])
+    # real tokens: |(1,0)|^2/|(0,2)|^2 = 1/4, |(2,3)|^2/|(1,1)|^2 = 13/2, |(.5,-1)|^2/|(0,1)|^2 = 1.25
+    assert hidden_nmse(s, t, MASK).item() == pytest.approx((0.25 + 6.5 + 1.25) / 3)
+    # scale-free: the same relative error at any scale gives the same value
+    assert hidden_nmse(10 * s, 10 * t, MASK).item() == pytest.approx(hidden_nmse(s, t, MASK).item())
 
 
 def test_hidden_cosine_by_hand():
@@ -234,10 +243,12 @@ def test_bf16_inputs_computed_in_fp32(name):
 
 # ---------- registry, helpers ----------
 def test_registry():
-    assert set(LOSSES) == set(FEATURE_OF_LOSS) == {
-        "hidden_mse", "hidden_cosine", "attention_kl", "attention_mse", "logits_kl", "minilm_relation"}
-    assert set(FEATURE_OF_LOSS.values()) == {"hidden", "attention", "attention_scores", "logits", "qkv"}
-    assert get_loss("hidden_mse") is hidden_mse
+    assert set(LOSSES) == {"hidden_mse", "hidden_nmse", "hidden_cosine", "attention_kl",
+                           "attention_mse", "logits_kl", "minilm_relation"}
+    assert {loss.feature for loss in LOSSES.values()} == {
+        "hidden", "attention", "attention_scores", "logits", "qkv"}
+    assert {loss.unit for loss in LOSSES.values()} == {"example", "token", "token_pair"}
+    assert get_loss("hidden_mse").fn is hidden_mse and get_loss("hidden_nmse").name == "hidden_nmse"
 
 
 def test_unknown_loss_raises_config_error():

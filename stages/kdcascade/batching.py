@@ -3,7 +3,7 @@
 `batch_size` is the global batch: the examples behind one optimizer step, whatever the number of
 processes and gradient-accumulation steps. Every process draws the same order from (seed, epoch)
 and takes its own slices of each global batch; a slice's loss is weighted by its share of the
-global batch's units (examples, tokens, token pairs: losses.UNIT_OF_LOSS), so P processes x K
+global batch's units (examples, tokens, token pairs: each loss's `unit` in kdcascade.losses), so P processes x K
 accumulation steps compute the update that one process computes on the whole batch.
 """
 

@@ -11,7 +11,7 @@ Conventions shared by every loss:
   * token-level averages are taken over all valid tokens of the batch (not per sequence), and
     over heads; a sequence with no real token contributes nothing; an all-padding batch gives 0.
 
-Each loss is a mean over one kind of unit of the batch (UNIT_OF_LOSS): examples, real tokens, or
+Each loss is a mean over one kind of unit of the batch (its record's `unit`): examples, real tokens, or
 (query, key) pairs of real tokens. A slice of a batch weighted by its share of those units adds up
 to the whole batch's value, which is how several processes and accumulation steps reproduce one
 large batch (kdcascade.batching).
@@ -19,6 +19,7 @@ large batch (kdcascade.batching).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -27,6 +28,31 @@ import torch.nn.functional as F
 from kdcascade.errors import ConfigError
 
 EPS = 1e-12  # clamp for log() of zero probabilities in attention_kl
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A registered loss: its function, the model output it reads (`feature`: hidden,
+    attention, attention_scores, qkv, logits) and the unit it averages over (`unit`: example,
+    token or token_pair), which kdcascade.batching uses to weigh slices of a batch."""
+    name: str
+    fn: Callable[..., torch.Tensor]
+    feature: str
+    unit: str
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return self.fn(*args, **kwargs)
+
+
+LOSSES: dict[str, Loss] = {}
+
+
+def register_loss(name: str, feature: str, unit: str):
+    """Add the decorated function to LOSSES under `name`: one record per loss."""
+    def add(fn):
+        LOSSES[name] = Loss(name, fn, feature, unit)
+        return fn
+    return add
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -43,6 +69,7 @@ def _prep(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | Non
     return (s, t) if mask is None else (s, t, mask.to(device=s.device) != 0)
 
 
+@register_loss("hidden_mse", feature="hidden", unit="token")
 def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """TinyBERT hidden-state MSE over real tokens: sum (s-t)^2 / (n_valid_tokens * H)."""
     s, t, m = _prep(student, teacher, mask)
@@ -51,6 +78,22 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor)
     return masked_mean(diff.pow(2).mean(-1), m)
 
 
+@register_loss("hidden_nmse", feature="hidden", unit="token")
+def hidden_nmse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Normalised hidden-state MSE over real tokens: ||s - t||^2 / ||t||^2 per token, averaged.
+
+    Scale-free: a layer with small activations (multilingual-e5's top layer has a quarter of the
+    variance of the others) weighs as much as any other in a map, and the value reads as the
+    fraction of the teacher's vector the student misses.
+    """
+    s, t, m = _prep(student, teacher, mask)
+    m3 = m.unsqueeze(-1)
+    s, t = torch.where(m3, s, 0.0), torch.where(m3, t, 1.0)
+    ratio = (s - t).pow(2).sum(-1) / t.pow(2).sum(-1).clamp_min(EPS)
+    return masked_mean(ratio, m)
+
+
+@register_loss("hidden_cosine", feature="hidden", unit="token")
 def hidden_cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real tokens of 1 - cos(s_tok, t_tok) (DistilBERT cosine-embedding loss, target +1)."""
     s, t, m = _prep(student, teacher, mask)
@@ -59,6 +102,7 @@ def hidden_cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     return masked_mean(1.0 - cos, m)
 
 
+@register_loss("attention_kl", feature="attention", unit="token")  # query rows
 def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """LightMBERT/MiniLM attention KL(teacher || student) per query row, over real keys only.
 
@@ -75,6 +119,7 @@ def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, mask:
     return masked_mean(row_kl, m[:, None, :])
 
 
+@register_loss("attention_mse", feature="attention_scores", unit="token_pair")
 def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """TinyBERT attention MSE on scores (pre- or post-softmax, caller's choice).
 
@@ -87,6 +132,7 @@ def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor, ma
     return masked_mean(diff.pow(2), pair)
 
 
+@register_loss("logits_kl", feature="logits", unit="example")
 def logits_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
               scale_by_t2: bool = True) -> torch.Tensor:
     """Hinton soft-label loss KL(softmax(t/T) || softmax(s/T)), 'batchmean' (sum / B).
@@ -113,6 +159,7 @@ def _relation_logprobs(x: torch.Tensor, m: torch.Tensor, n_heads: int) -> torch.
     return F.log_softmax(scores, dim=-1)
 
 
+@register_loss("minilm_relation", feature="qkv", unit="token")  # query rows
 def minilm_relation(student_qkv: torch.Tensor, teacher_qkv: torch.Tensor, mask: torch.Tensor,
                     num_relation_heads: int) -> torch.Tensor:
     """MiniLM-v2 self-attention relation loss for one of Q, K or V.
@@ -145,38 +192,7 @@ class Projection(torch.nn.Module):
         return self.linear(x.to(self.linear.weight.dtype))
 
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "hidden_mse": hidden_mse,
-    "hidden_cosine": hidden_cosine,
-    "attention_kl": attention_kl,
-    "attention_mse": attention_mse,
-    "logits_kl": logits_kl,
-    "minilm_relation": minilm_relation,
-}
-
-# Which model output each loss consumes.
-FEATURE_OF_LOSS: dict[str, str] = {
-    "hidden_mse": "hidden",
-    "hidden_cosine": "hidden",
-    "attention_kl": "attention",
-    "attention_mse": "attention_scores",
-    "logits_kl": "logits",
-    "minilm_relation": "qkv",
-}
-
-
-# What each loss averages over (heads and widths are constant factors and cancel in shares).
-UNIT_OF_LOSS: dict[str, str] = {
-    "hidden_mse": "token",
-    "hidden_cosine": "token",
-    "attention_kl": "token",        # query rows
-    "attention_mse": "token_pair",  # (query, key) pairs
-    "logits_kl": "example",
-    "minilm_relation": "token",     # query rows
-}
-
-
-def get_loss(name: str) -> Callable[..., torch.Tensor]:
+def get_loss(name: str) -> Loss:
     """Look a loss up by name; unknown names raise ConfigError listing the valid ones."""
     try:
         return LOSSES[name]

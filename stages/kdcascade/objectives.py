@@ -13,7 +13,7 @@ import torch
 
 from . import capture
 from .errors import ConfigError
-from .losses import FEATURE_OF_LOSS, UNIT_OF_LOSS, Projection, get_loss
+from .losses import Projection, get_loss
 
 MAPS = ("shifted", "last", "uniform")
 RELATIONS = ("query", "key", "value")
@@ -27,11 +27,16 @@ def layer_pairs(spec, student_layers: int, teacher_layers: int, where: str) -> l
     shifted: student layer i <-> teacher layer i + (T - S), for i = 1..S. With one layer removed
       this is the CAMeMBERT code's "student i, teacher i+1"; the embedding output (frozen in both,
       so a constant) is left out.
+    skip: student layer i <-> teacher layer i below the top, and top <-> top: a drop_top student
+      starts equal to the teacher's kept layers, which stay anchored there, and only its top
+      layer learns the work of the removed ones.
     last: the final layers only (LightMBERT). uniform: student i <-> teacher round(i*T/S) (TinyBERT).
     """
     s_n, t_n = student_layers, teacher_layers
     if spec == "shifted":
         return [(i, i + t_n - s_n) for i in range(1, s_n + 1)]
+    if spec == "skip":
+        return [(i, i) for i in range(1, s_n)] + [(s_n, t_n)]
     if spec == "last":
         return [(s_n, t_n)]
     if spec == "uniform":
@@ -84,12 +89,11 @@ def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]
             raise ConfigError(f"{where}={spec!r}: expected a term like "
                               "{loss: hidden_mse, map: shifted, weight: 1.0}")
         name = spec.get("loss")
-        get_loss(name)  # unknown name -> one clear error
-        fn_feature = spec.get("feature", FEATURE_OF_LOSS[name])
-        if fn_feature != FEATURE_OF_LOSS[name] and {fn_feature, FEATURE_OF_LOSS[name]} != {
-                "attention", "attention_scores"}:
+        reads = get_loss(name).feature  # unknown name -> one clear error
+        fn_feature = spec.get("feature", reads)
+        if fn_feature != reads and {fn_feature, reads} != {"attention", "attention_scores"}:
             raise ConfigError(f"{where}.feature={fn_feature!r}: {name} reads "
-                              f"'{FEATURE_OF_LOSS[name]}' (attention losses may read "
+                              f"'{reads}' (attention losses may read "
                               "'attention' probabilities or pre-softmax 'attention_scores')")
         if fn_feature == "logits":
             raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
@@ -182,7 +186,7 @@ class Objective(torch.nn.Module):
                                      capture.recorded(teacher, t)[record], mask))
             value = torch.stack(values).mean()
             if shares is not None:
-                value = value * shares[UNIT_OF_LOSS[term.loss]]
+                value = value * shares[get_loss(term.loss).unit]
             total = total + term.weight * value
             logged[term.name] = value.detach()
         return total, logged
