@@ -25,11 +25,10 @@ def run():
     ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
     args = ap.parse_args()
     params = runtime.load_params()
-    schedule.check_params(params)
+    names = schedule.models_of(params)
     cfg, seed = params["finetune"], params["seed"]
-    if args.model not in params["cascade"]["models"]:
-        raise ConfigError(f"--model {args.model}: not in cascade.models "
-                          f"({', '.join(params['cascade']['models'])})")
+    if args.model not in names:
+        raise ConfigError(f"--model {args.model}: not a model of this cascade ({', '.join(names)})")
     training.check_training_params(cfg, "finetune")
     weight, _ = classify.check_soft_labels(cfg)
     train = data.read_split(args.data, "train")

@@ -118,8 +118,8 @@ def plot_training(live: Path, params: dict, path: Path) -> None:
 
 
 def training_runs(params: dict) -> list[tuple[str, str]]:
-    return ([("distill", n) for n in params["cascade"]["schedule"]]
-            + [("finetune", n) for n in params["cascade"]["models"]])
+    return ([("distill", n) for n in schedule.steps_of(params)]
+            + [("finetune", n) for n in schedule.models_of(params)])
 
 
 def training_table(live: Path, params: dict) -> pd.DataFrame:
@@ -155,14 +155,13 @@ def run():
         ap.add_argument(flag, required=True)
     args = ap.parse_args()
     params = runtime.load_params()
-    schedule.check_params(params)
+    names = list(schedule.models_of(params))
     path = Path(args.eval) / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{path}: missing; run the evaluate stage first")
     metrics = json.loads(path.read_text())
-    names = list(params["cascade"]["models"])
     if list(metrics) != names:
-        raise ConfigError(f"{path}: models {list(metrics)} do not match cascade.models {names}")
+        raise ConfigError(f"{path}: models {list(metrics)} are not this cascade's {names}")
     summary = json.loads((Path(args.data) / "summary.json").read_text())
     speed = json.loads((Path(args.eval) / "efficiency.json").read_text())
 
@@ -181,7 +180,7 @@ def run():
     runtime.write_json(out / "summary.json", headline)
 
     c = params["cascade"]
-    depths = " -> ".join([names[0]] + list(c["schedule"]))
+    depths = " -> ".join([names[0]] + list(schedule.steps_of(params)))
     md = ["# Cascade distillation report\n",
           f"Cascade: {depths} ({c['steps']} distillation steps), teacher `{params['teacher']['name']}` "
           f"({params['teacher']['source']}), data source `{params['data']['source']}`, "

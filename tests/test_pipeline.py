@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from kdcascade import schedule
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ def repo(tmp_path_factory):
 def test_repro_then_experiment_with_another_step_count(repo):
     sh("dvc", "repro", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    models = list(params["cascade"]["models"])
+    models = list(schedule.models_of(params))
     assert models == ["L6", "L5", "L4", "L4-trunc"]
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert list(metrics) == models
@@ -81,8 +82,7 @@ def test_repro_then_experiment_with_another_step_count(repo):
     assert "Running stage 'distill@L4'" in out
     assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
-    assert list(composed["cascade"]["schedule"]) == ["L4"]
-    assert composed["cascade"]["schedule"]["L4"]["from"] == "L6"
+    assert composed["cascade"]["distilled_from"] == [{"L4": "L6"}]
     provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
     assert provenance["processes"] == 2 and provenance["resumed_from_step"] == 0
     assert not (repo / "data/checkpoints/distill/L4").exists()
