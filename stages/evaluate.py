@@ -5,7 +5,8 @@
 Models come from params (teacher.layers and cascade), never from listing folders, so leftovers
 of a longer cascade are not reported. Writes metrics.json (accuracy per language, average,
 retention), efficiency.json (parameters, size, encoder FLOPs, measured latency and the speed-ups
-over the teacher, measured and FLOP-bound) and confusion.json.
+over the teacher, measured and FLOP-bound) and confusion.json: outputs the report reads, not DVC
+metrics (`dvc exp show` compares the report's summary.json).
 """
 
 import argparse

@@ -9,7 +9,7 @@ def entry(name, steps, seed, student, rev, teacher=80.0, truncated=40.0, **extra
               "distill": {"init": extra.get("init", "drop_top")}}
     metrics = {"reports/summary.json": {"data": {
         "student_avg": student, "teacher_avg": teacher, "truncated_avg": truncated,
-        "distillation_gain": round(student - truncated, 2)}}}
+        "distill_gain": round(student - truncated, 2)}}}
     return {"rev": rev, "name": name,
             "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 

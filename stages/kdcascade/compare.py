@@ -7,7 +7,7 @@ import pandas as pd
 from .schedule import STORED
 
 SUMMARY = "reports/summary.json"
-HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "distillation_gain")
+HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "distill_gain")
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
