@@ -76,6 +76,8 @@ def test_repro_then_experiment_with_another_step_count(repo):
     assert summary["languages"] == "en,de,fr,es" and summary["test_pairs"] == 4 * 24
     by_layers = json.loads((repo / "reports/accuracy_by_layers.json").read_text())
     assert [(r["model"], r["layers"]) for r in by_layers] == [("L6", 6), ("L5", 5), ("L4", 4)]
+    assert set(lock_stages(repo / "dvc.lock")) == set(
+        sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
 
     # nothing changed: nothing reruns
     assert "Running stage" not in sh("dvc", "repro", cwd=repo)
@@ -97,9 +99,20 @@ def test_repro_then_experiment_with_another_step_count(repo):
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert list(metrics) == ["L6", "L4", "L4-trunc"]  # no leftovers of the longer cascade
 
+    # the lock holds exactly the stages of the shorter cascade, in the workspace and in the
+    # experiment's commit: the prune-lock stage removed distill@L5 and finetune@L5
+    assert "dvc.lock: removed distill@L5, finetune@L5" in out
+    stages = set(sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
+    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "prune-lock"} <= stages
+    assert not stages & {"distill@L5", "finetune@L5"}
+    assert set(lock_stages(repo / "dvc.lock")) == stages
+    sh(sys.executable, "stages/prune_lock.py", "--check", cwd=repo)
+
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
     baseline = next(row for row in shown if row["rev"] != "workspace")
     direct = next(e for rs in baseline["experiments"] for e in rs["revs"] if e["name"] == "direct")
+    committed = sh("git", "show", f"{direct['rev']}:dvc.lock", cwd=repo)
+    assert set(yaml.safe_load(committed)["stages"]) == stages
 
     # `dvc exp show` compares the two cascades on the same columns: the headline metrics (the
     # only DVC metrics) and the params, the computed schedule as one column each
@@ -145,3 +158,6 @@ def leaves(files: dict) -> dict:
     return {f"{path}:{key}": value for path, entry in files.items()
             for key, value in walk(entry.get("data") or {}, "")}
 
+
+def lock_stages(path) -> list:
+    return list(yaml.safe_load(path.read_text())["stages"])
