@@ -6,8 +6,8 @@ One cascade step, teacher -> teacher minus its top layer (drop_top), embeddings 
 hidden-state MSE and attention-probability MSE terms, in two layer maps:
   every layer    CAMeMBERT's: student layer i <-> teacher layer i + 1, averaged over layers
   top layer      LightMBERT's map: the last layers only
-Teacher: the real all-MiniLM-L6-v2 (or --teacher, e.g. the
-12-layer multilingual-e5-small that ../shared/tools/make-e5-teacher.sh builds); data: generated
+Teacher: the real all-MiniLM-L6-v2 (or --teacher: a hub id or a folder, e.g. the 12-layer
+intfloat/multilingual-e5-small); data: generated
 multilingual sentences in batches padded dynamically. Both sides get the very same batches, the
 same initial student, AdamW, linear schedule and gradient clipping; dropout is off in both
 students so that their first-batch losses are comparable (TextBrewer reads Hugging Face's

@@ -1,8 +1,9 @@
-"""OmegaConf resolvers that turn cascade.steps into the list of distill stages.
+"""OmegaConf resolvers that turn cascade.steps into the stages dvc.yaml loops over.
 
 DVC's `foreach` cannot loop over an integer, so `dvc exp run -S cascade.steps=N` works by having
-Hydra compose params.yaml, where these resolvers expand the schedule into records that dvc.yaml
-loops over. Hydra imports every module of the `hydra_plugins` namespace when it scans for plugins.
+Hydra compose params.yaml, where these resolvers expand the schedule (kdcascade.schedule.stored)
+into the lists that dvc.yaml loops over. Hydra imports every module of the `hydra_plugins`
+namespace when it scans for plugins.
 """
 
 import sys
@@ -14,11 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 from kdcascade import schedule  # noqa: E402
 
 
-def _as_config(fn):
-    # a resolver's dict must be an OmegaConf node to replace the interpolation string
-    return lambda *args: OmegaConf.create(fn(*args))
+def _stored(key):
+    # a resolver's list must be an OmegaConf node to replace the interpolation string
+    return lambda *shape: OmegaConf.create(schedule.stored(*shape)[key])
 
 
-OmegaConf.register_new_resolver("cascade_schedule", _as_config(schedule.distill_steps), replace=True)
-OmegaConf.register_new_resolver("cascade_models", _as_config(schedule.models), replace=True)
-OmegaConf.register_new_resolver("cascade_students", _as_config(schedule.students), replace=True)
+OmegaConf.register_new_resolver("cascade_distilled_from", _stored("distilled_from"), replace=True)
+OmegaConf.register_new_resolver("cascade_students", _stored("students"), replace=True)

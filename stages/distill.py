@@ -1,11 +1,11 @@
 """Stage `distill@<model>`: one step of the cascade.
 
-    python stages/distill.py --model L5 --models data/models --data data/prepared \
+    python stages/distill.py --model L5 --from L6 --models data/models --data data/prepared \
         --live reports/live/distill/L5 [--checkpoints data/checkpoints/distill/L5]
 
-The student (params cascade.schedule[<model>]) is initialised from its predecessor by truncation
-(distill.init) and distilled from it on the unlabeled sentences, embeddings frozen. With
-distill.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
+The student is initialised from its predecessor (--from, as kdcascade.schedule computes it) by
+truncation (distill.init) and distilled from it on the unlabeled sentences, embeddings frozen.
+With distill.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
 checkpoint.
 """
 
@@ -20,6 +20,8 @@ from kdcascade.objectives import Objective
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="the model this step produces, e.g. L5")
+    ap.add_argument("--from", dest="source", help="the model it is distilled from, e.g. L6 "
+                    "(checked against the schedule)")
     ap.add_argument("--models", required=True, help="folder holding one folder per model")
     ap.add_argument("--data", required=True)
     ap.add_argument("--live", required=True)
@@ -27,12 +29,15 @@ def run():
     args = ap.parse_args()
     runtime.check_writable(Path(args.models) / args.model, args.live, args.checkpoints)
     params = runtime.load_params()
-    schedule.check_params(params)
+    steps = schedule.steps_of(params)
     cfg, seed = params["distill"], runtime.seed_of(params)
-    step = params["cascade"]["schedule"].get(args.model)
+    step = steps.get(args.model)
     if step is None:
-        raise ConfigError(f"--model {args.model}: not in cascade.schedule "
-                          f"({', '.join(params['cascade']['schedule'])})")
+        raise ConfigError(f"--model {args.model}: not a distilled model of this cascade "
+                          f"({', '.join(steps)})")
+    if args.source not in (None, step["from"]):
+        raise ConfigError(f"--from {args.source}: this cascade distills {args.model} from "
+                          f"{step['from']}")
     training.check_training_params(cfg, "distill")
     models_dir = Path(args.models)
     teacher_dir = models_dir / step["from"]

@@ -2,10 +2,11 @@
 
     python stages/evaluate.py --finetuned data/finetuned --data data/prepared --out reports/eval
 
-Models come from params (cascade.models), never from listing folders, so leftovers of a longer
-cascade are not reported. Writes metrics.json (accuracy per language, average, retention),
-efficiency.json (parameters, size, encoder FLOPs, measured latency and the speed-ups over the
-teacher, measured and FLOP-bound) and confusion.json.
+Models come from params (teacher.layers and cascade), never from listing folders, so leftovers
+of a longer cascade are not reported. Writes metrics.json (accuracy per language, average,
+retention), efficiency.json (parameters, size, encoder FLOPs, measured latency and the speed-ups
+over the teacher, measured and FLOP-bound) and confusion.json: outputs the report reads, not DVC
+metrics (`dvc exp show` compares the report's summary.json).
 """
 
 import argparse
@@ -22,17 +23,17 @@ def run():
     args = ap.parse_args()
     runtime.check_writable(args.out)
     params = runtime.load_params()
-    schedule.check_params(params)
-    cfg, cascade = params["evaluate"], params["cascade"]
+    cascade = schedule.models_of(params)
+    cfg = params["evaluate"]
     test = data.read_split(args.data, "test")
-    missing = [m for m in cascade["models"] if not (Path(args.finetuned) / m).is_dir()]
+    missing = [m for m in cascade if not (Path(args.finetuned) / m).is_dir()]
     if missing:
         raise ConfigError(f"{args.finetuned}: no fine-tuned model for {missing}; "
                           "run the finetune stages first")
 
     device = training.device_of(cfg.get("device", "auto"))
     metrics, speed, confusions = {}, {}, {}
-    for name, info in cascade["models"].items():
+    for name, info in cascade.items():
         folder = Path(args.finetuned) / name
         model = classify.load_classifier(str(folder))
         preds = classify.predict(model, test, cfg["batch_size"], device)

@@ -26,11 +26,10 @@ def run():
     args = ap.parse_args()
     runtime.check_writable(args.out, args.live, args.checkpoints)
     params = runtime.load_params()
-    schedule.check_params(params)
+    names = schedule.models_of(params)
     cfg, seed = params["finetune"], runtime.seed_of(params)
-    if args.model not in params["cascade"]["models"]:
-        raise ConfigError(f"--model {args.model}: not in cascade.models "
-                          f"({', '.join(params['cascade']['models'])})")
+    if args.model not in names:
+        raise ConfigError(f"--model {args.model}: not a model of this cascade ({', '.join(names)})")
     training.check_training_params(cfg, "finetune")
     weight, _ = classify.check_soft_labels(cfg)
     train = data.read_split(args.data, "train")

@@ -4,8 +4,10 @@
         --out reports
 
 Writes reports/report.md, plots in reports/plots/ (accuracy against layers and against latency,
-per-language accuracy of teacher and student, training curves) and reports/summary.json
-(the headline numbers: teacher, student and truncation-baseline averages).
+per-language accuracy of teacher and student, training curves), reports/summary.json (the
+headline: the pipeline's only DVC metrics, so the columns of `dvc exp show`) and
+reports/accuracy_by_layers.json (the cascade's average accuracy by depth, a DVC plot that
+`dvc plots diff` draws as one line per experiment).
 """
 
 import argparse
@@ -118,8 +120,8 @@ def plot_training(live: Path, params: dict, path: Path) -> None:
 
 
 def training_runs(params: dict) -> list[tuple[str, str]]:
-    return ([("distill", n) for n in params["cascade"]["schedule"]]
-            + [("finetune", n) for n in params["cascade"]["models"]])
+    return ([("distill", n) for n in schedule.steps_of(params)]
+            + [("finetune", n) for n in schedule.models_of(params)])
 
 
 def training_table(live: Path, params: dict) -> pd.DataFrame:
@@ -149,6 +151,38 @@ def data_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").astype(object).fillna("")
 
 
+def headline(metrics: dict, speed: dict, data_summary: dict) -> dict:
+    """The few numbers experiments are compared by, under the same short keys for any cascade
+    (they are the column headers of `dvc exp show`).
+
+    *_avg: unweighted average test accuracy (%) over the languages; distill_gain: student minus
+    truncated baseline (what distillation adds to truncation alone); retention: the student's
+    average as % of the teacher's; speedup: the student's measured speed-up over the teacher at
+    the largest timed batch ("not timed" with evaluate.timing_repeats: 0); params_m: the
+    student's parameters in millions, embeddings included; test_pairs: test rows, all languages.
+    """
+    roles = {m["role"]: name for name, m in metrics.items()}
+    avg = {role: metrics[roles[role]]["accuracy"]["avg"]
+           for role in ("teacher", "student", "truncated")}
+    student = speed[roles["student"]]
+    timed = sorted(student.get("latency", {}), key=lambda b: int(b.removeprefix("batch")))
+    return {"teacher_avg": avg["teacher"], "student_avg": avg["student"],
+            "truncated_avg": avg["truncated"],
+            "distill_gain": round(avg["student"] - avg["truncated"], 2),
+            "retention": metrics[roles["student"]]["retention"],
+            "speedup": student[f"speedup_{timed[-1]}"] if timed else "not timed",
+            "params_m": round(student["parameters"]["total"] / 1e6, 2),
+            "languages": ",".join(k for k in metrics[roles["teacher"]]["accuracy"] if k != "avg"),
+            "test_pairs": data_summary["test"]["rows"]}
+
+
+def accuracy_by_layers(metrics: dict) -> list[dict]:
+    """Teacher, assistants and student by depth: one line per experiment in `dvc plots diff`."""
+    return [{"model": name, "role": m["role"], "layers": m["layers"],
+             "accuracy": m["accuracy"]["avg"]}
+            for name, m in metrics.items() if m["role"] != "truncated"]
+
+
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--eval", "--data", "--live", "--out"):
@@ -156,14 +190,13 @@ def run():
     args = ap.parse_args()
     runtime.check_writable(args.out)
     params = runtime.load_params()
-    schedule.check_params(params)
+    names = list(schedule.models_of(params))
     path = Path(args.eval) / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{path}: missing; run the evaluate stage first")
     metrics = json.loads(path.read_text())
-    names = list(params["cascade"]["models"])
     if list(metrics) != names:
-        raise ConfigError(f"{path}: models {list(metrics)} do not match cascade.models {names}")
+        raise ConfigError(f"{path}: models {list(metrics)} are not this cascade's {names}")
     summary = json.loads((Path(args.data) / "summary.json").read_text())
     speed = json.loads((Path(args.eval) / "efficiency.json").read_text())
 
@@ -174,15 +207,12 @@ def run():
     timed = plot_accuracy_vs_latency(metrics, speed, plots / "accuracy_vs_latency.png")
     plot_languages(metrics, plots / "languages.png")
     plot_training(Path(args.live), params, plots / "training.png")
-    roles = {m["role"]: name for name, m in metrics.items()}
-    headline = {f"{role}_avg": metrics[roles[role]]["accuracy"]["avg"]
-                for role in ("teacher", "student", "truncated")}
-    headline["student_retention"] = metrics[roles["student"]]["retention"]
-    headline["distillation_gain"] = round(headline["student_avg"] - headline["truncated_avg"], 2)
-    runtime.write_json(out / "summary.json", headline)
+    top = headline(metrics, speed, summary)
+    runtime.write_json(out / "summary.json", top)
+    runtime.write_json(out / "accuracy_by_layers.json", accuracy_by_layers(metrics))
 
     c = params["cascade"]
-    depths = " -> ".join([names[0]] + list(c["schedule"]))
+    depths = " -> ".join([names[0]] + list(schedule.steps_of(params)))
     md = ["# Cascade distillation report\n",
           f"Cascade: {depths} ({c['steps']} distillation steps), teacher `{params['teacher']['name']}` "
           f"({params['teacher']['source']}), data source `{params['data']['source']}`, "
@@ -196,7 +226,7 @@ def run():
           "mean over languages; retention is avg as % of the teacher's.\n",
           accuracy_table(metrics).to_markdown(floatfmt=".2f"), "\n",
           f"Distillation gain of the student over the truncated baseline: "
-          f"{headline['distillation_gain']:+.2f} points.\n",
+          f"{top['distill_gain']:+.2f} points.\n",
           "![accuracy against layers](plots/accuracy_vs_layers.png)\n",
           "![teacher, student and truncated baseline per language](plots/languages.png)\n",
           "## Efficiency\n",

@@ -1,16 +1,15 @@
 import pytest
 
-from kdcascade import compare
+from kdcascade import compare, schedule
 
 
 def entry(name, steps, seed, student, rev, teacher=80.0, truncated=40.0, **extra):
-    schedule = {f"L{6 - i}": {"step": i} for i in range(1, steps + 1)}
-    params = {"seed": seed, "cascade": {"steps": steps, "student_layers": 3, "schedule": schedule,
-                                        "models": {"L6": {"role": "teacher"}}},
+    params = {"seed": seed, "cascade": {"steps": steps, "student_layers": 6,
+                                        **schedule.stored(12, 6, steps)},
               "distill": {"init": extra.get("init", "drop_top")}}
     metrics = {"reports/summary.json": {"data": {
         "student_avg": student, "teacher_avg": teacher, "truncated_avg": truncated,
-        "distillation_gain": round(student - truncated, 2)}}}
+        "distill_gain": round(student - truncated, 2)}}}
     return {"rev": rev, "name": name,
             "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 
@@ -26,7 +25,8 @@ def test_rows_for_experiments_with_different_step_counts():
     table = compare.experiments(shown(entry("a", 1, 0, 50.0, "r1"), entry("b", 6, 0, 58.0, "r2")))
     assert list(table.name) == ["main", "a", "b"]
     assert list(table["cascade.steps"]) == [3, 1, 6]
-    assert not any(c.startswith("cascade.schedule") for c in table.columns)
+    assert not any(c.startswith(("cascade.distilled_from", "cascade.students"))
+                   for c in table.columns)
 
 
 def test_seeds_are_pooled_and_noise_is_named():

@@ -11,6 +11,7 @@ import transformers
 import yaml
 
 from conftest import ROOT
+from kdcascade import schedule
 from kdcascade.compose import compose
 from kdcascade.xnli import XNLI_LANGUAGES
 
@@ -73,10 +74,10 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     run_stage(monkeypatch, "teacher.py", "--out", "data/models/L12",
               "--baseline-out", "data/models/L6-trunc")
     run_stage(monkeypatch, "prepare.py", "--teacher", "data/models/L12", "--out", "data/prepared")
-    for name in params["cascade"]["schedule"]:
+    for name in schedule.steps_of(params):
         run_stage(monkeypatch, "distill.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--live", f"live/distill/{name}")
-    for name in params["cascade"]["models"]:
+    for name in schedule.models_of(params):
         run_stage(monkeypatch, "finetune.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--out", f"data/finetuned/{name}",
                   "--live", f"live/finetune/{name}")

@@ -2,14 +2,17 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import ROOT
+from kdcascade import schedule
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +49,7 @@ def repo(tmp_path_factory):
 def test_repro_then_experiment_with_another_step_count(repo):
     sh("dvc", "repro", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    models = list(params["cascade"]["models"])
+    models = list(schedule.models_of(params))
     assert models == ["L6", "L5", "L4", "L4-trunc"]
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert list(metrics) == models
@@ -67,6 +70,14 @@ def test_repro_then_experiment_with_another_step_count(repo):
     report = (repo / "reports/report.md").read_text()
     assert "L4-trunc (truncated)" in report and "## Data" in report
     assert (repo / "reports/plots/accuracy_vs_layers.png").stat().st_size > 1000
+    summary = json.loads((repo / "reports/summary.json").read_text())
+    assert list(summary) == list(HEADLINE)
+    assert summary["student_avg"] == metrics["L4"]["accuracy"]["avg"]
+    assert summary["languages"] == "en,de,fr,es" and summary["test_pairs"] == 4 * 24
+    by_layers = json.loads((repo / "reports/accuracy_by_layers.json").read_text())
+    assert [(r["model"], r["layers"]) for r in by_layers] == [("L6", 6), ("L5", 5), ("L4", 4)]
+    assert set(lock_stages(repo / "dvc.lock")) == set(
+        sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
 
     # nothing changed: nothing reruns
     assert "Running stage" not in sh("dvc", "repro", cwd=repo)
@@ -81,18 +92,72 @@ def test_repro_then_experiment_with_another_step_count(repo):
     assert "Running stage 'distill@L4'" in out
     assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
-    assert list(composed["cascade"]["schedule"]) == ["L4"]
-    assert composed["cascade"]["schedule"]["L4"]["from"] == "L6"
+    assert composed["cascade"]["distilled_from"] == [{"L4": "L6"}]
     provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
     assert provenance["processes"] == 2 and provenance["resumed_from_step"] == 0
     assert not (repo / "data/checkpoints/distill/L4").exists()
+    metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
+    assert list(metrics) == ["L6", "L4", "L4-trunc"]  # no leftovers of the longer cascade
+
+    # the lock holds exactly the stages of the shorter cascade, in the workspace and in the
+    # experiment's commit: the prune-lock stage removed distill@L5 and finetune@L5
+    assert "dvc.lock: removed distill@L5, finetune@L5" in out
+    stages = set(sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
+    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "prune-lock"} <= stages
+    assert not stages & {"distill@L5", "finetune@L5"}
+    assert set(lock_stages(repo / "dvc.lock")) == stages
+    sh(sys.executable, "stages/prune_lock.py", "--check", cwd=repo)
 
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
-    exps = {exp.get("name"): exp for row in shown for exp in [row] + [e for rs in row.get(
-        "experiments") or [] for e in rs["revs"]]}
-    assert "direct" in exps
-    def avg_student(exp):
-        data = exp["data"]["metrics"]["reports/eval/metrics.json"]["data"]
-        return data["L4"]["accuracy"]["avg"], list(data)
-    student, listed = avg_student(exps["direct"])
-    assert listed == ["L6", "L4", "L4-trunc"]  # no leftovers of the longer cascade
+    baseline = next(row for row in shown if row["rev"] != "workspace")
+    direct = next(e for rs in baseline["experiments"] for e in rs["revs"] if e["name"] == "direct")
+    committed = sh("git", "show", f"{direct['rev']}:dvc.lock", cwd=repo)
+    assert set(yaml.safe_load(committed)["stages"]) == stages
+
+    # `dvc exp show` compares the two cascades on the same columns: the headline metrics (the
+    # only DVC metrics) and the params, the computed schedule as one column each
+    columns = {}
+    for name, exp in (("baseline", baseline), ("direct", direct)):
+        data = exp["data"]
+        assert list(data["metrics"]) == ["reports/summary.json"], name
+        cells = {**leaves(data["metrics"]), **leaves(data["params"])}
+        assert set(cells) >= {f"reports/summary.json:{k}" for k in HEADLINE}, name
+        assert not [c for c in cells if re.search(r"\bL\d+\b", c)], name  # no column per model
+        columns[name] = cells
+    assert set(columns["baseline"]) == set(columns["direct"])
+    metric_columns = [c for c in columns["direct"] if c.startswith("reports/")]
+    assert len(metric_columns) == len(HEADLINE)
+    # DVC lists every leaf of params.yaml; what differs between the two is what was varied
+    varied = [c for c in columns["direct"] if columns["direct"][c] != columns["baseline"][c]
+              and not c.startswith("reports/")]
+    assert set(varied) <= {"params.yaml:cascade.steps", "params.yaml:cascade.distilled_from",
+                           "params.yaml:cascade.students", "params.yaml:distill.processes"}
+    assert len(metric_columns) + len(varied) <= 30
+
+    # the seed-pooling view reads the same numbers
+    (repo / "shown.json").write_text(json.dumps(shown))
+    sh(sys.executable, "stages/compare.py", "--json", "shown.json", "--out", "compared", cwd=repo)
+    compared = pd.read_csv(repo / "compared" / "experiments.csv")
+    row = compared.set_index("name").loc["direct"]
+    summary = direct["data"]["metrics"]["reports/summary.json"]["data"]
+    assert row["student_avg"] == summary["student_avg"] and row["cascade.steps"] == 1
+
+
+HEADLINE = ("teacher_avg", "student_avg", "truncated_avg", "distill_gain", "retention", "speedup",
+            "params_m", "languages", "test_pairs")
+
+
+def leaves(files: dict) -> dict:
+    """`file:dotted.key` -> value of every leaf, as `dvc exp show` makes its columns."""
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    return {f"{path}:{key}": value for path, entry in files.items()
+            for key, value in walk(entry.get("data") or {}, "")}
+
+
+def lock_stages(path) -> list:
+    return list(yaml.safe_load(path.read_text())["stages"])

@@ -49,6 +49,16 @@ def test_models_list_teacher_assistants_student_and_baseline():
     assert [v["role"] for v in direct.values()] == ["teacher", "student", "truncated"]
 
 
+def test_the_stored_schedule_is_two_lists_whatever_the_step_count():
+    # `dvc exp show` makes a column of every leaf of params.yaml and never splits a list
+    for steps in (1, 3, 6):
+        stored = schedule.stored(12, 6, steps)
+        assert set(stored) == set(schedule.STORED)
+        assert all(isinstance(v, list) for v in stored.values())
+    assert schedule.stored(6, 3, 3) == {"distilled_from": [{"L5": "L6", "L4": "L5", "L3": "L4"}],
+                                        "students": ["L5", "L4", "L3", "L3-trunc"]}
+
+
 def test_committed_params_are_what_hydra_composes(tmp_path):
     out = tmp_path / "params.yaml"
     compose(out, [])
@@ -60,15 +70,17 @@ def test_hydra_composes_the_schedule_for_any_step_count(tmp_path, steps):
     out = tmp_path / "params.yaml"
     compose(out, [f"cascade.steps={steps}"])
     params = yaml.safe_load(out.read_text())
-    assert len(params["cascade"]["schedule"]) == steps
-    schedule.check_params(params)
+    assert len(params["cascade"]["distilled_from"][0]) == steps
+    assert len(schedule.steps_of(params)) == steps
 
 
 def test_paper_preset_composes_the_papers_cascade(tmp_path):
     out = tmp_path / "params.yaml"
     compose(out, ["preset=paper"])
     params = yaml.safe_load(out.read_text())
-    assert list(params["cascade"]["schedule"]) == [f"L{n}" for n in (11, 10, 9, 8, 7, 6)]
+    assert params["cascade"]["distilled_from"] == [
+        {f"L{n}": f"L{n + 1}" for n in (11, 10, 9, 8, 7, 6)}]
+    assert params["cascade"]["students"] == [f"L{n}" for n in (11, 10, 9, 8, 7, 6)] + ["L6-trunc"]
     assert params["teacher"]["name"] == "bert-base-multilingual-cased"
     assert len(params["data"]["languages"]) == 15
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3

@@ -53,7 +53,7 @@ def test_a_hand_edited_schedule(workdir):
     edit_params(workdir, lambda p: p["cascade"].update(steps=1))
     out = run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "d",
                     "--out", "o", "--live", "l")
-    assert_one_line_error(out, "cascade.schedule/cascade.models do not match")
+    assert_one_line_error(out, "cascade.distilled_from/cascade.students do not match")
 
 
 def test_prepare_with_an_unknown_language(workdir, minilm_path):

@@ -4,8 +4,10 @@ import math
 
 import pandas as pd
 
+from .schedule import STORED
+
 SUMMARY = "reports/summary.json"
-HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "distillation_gain")
+HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "distill_gain")
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
@@ -34,7 +36,7 @@ def experiments(shown: list) -> pd.DataFrame:
         params = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
         # the computed schedule repeats cascade.steps; it would split otherwise equal groups
         params = {k: v for k, v in params.items()
-                  if not k.startswith(("cascade.schedule", "cascade.models"))}
+                  if not k.startswith(tuple(f"cascade.{key}" for key in STORED))}
         rows.append({"name": entry.get("name") or entry["rev"][:7], "rev": entry["rev"],
                      **{k: str(v) if isinstance(v, list) else v for k, v in params.items()},
                      **{k: summary.get(k) for k in HEADLINE}})

@@ -62,6 +62,27 @@ def students(teacher_layers: int, student_layers: int, steps: int) -> dict[str, 
             if m["role"] != "teacher"}
 
 
+STORED = ("distilled_from", "students")  # the computed keys under `cascade` in params.yaml
+
+
+def stored(teacher_layers: int, student_layers: int, steps: int) -> dict:
+    """What params.yaml stores under `cascade` for dvc.yaml to loop over (computed by Hydra).
+
+    `distilled_from` is {model: predecessor} wrapped in a one-item list and `students` a list of
+    names: `dvc exp show` makes a column of every leaf of params.yaml and never splits a list, so
+    the schedule takes one column each whatever the step count (a dict keyed by model would add
+    columns per model, blank for shorter cascades). dvc.yaml loops over `distilled_from[0]`.
+    """
+    chain = {name: s["from"] for name, s in distill_steps(teacher_layers, student_layers,
+                                                          steps).items()}
+    return dict(zip(STORED, ([chain], list(students(teacher_layers, student_layers, steps)))))
+
+
+def _shape(params: dict) -> tuple[int, int, int]:
+    return (params["teacher"]["layers"], params["cascade"]["student_layers"],
+            params["cascade"]["steps"])
+
+
 def check_params(params: dict) -> None:
     """Refuse a params.yaml whose stored schedule disagrees with its own teacher/student/steps.
 
@@ -69,12 +90,21 @@ def check_params(params: dict) -> None:
     `dvc repro` may not have, and the stages would then run a cascade nobody asked for.
     """
     t, c = params["teacher"], params["cascade"]
-    want_steps = distill_steps(t["layers"], c["student_layers"], c["steps"])
-    want_models = models(t["layers"], c["student_layers"], c["steps"])
-    want_students = students(t["layers"], c["student_layers"], c["steps"])
-    if (c.get("schedule"), c.get("models"), c.get("students")) != (
-            want_steps, want_models, want_students):
+    want = stored(*_shape(params))
+    if {k: c.get(k) for k in want} != want:
         raise ConfigError(
-            f"params.yaml: cascade.schedule/cascade.models do not match teacher.layers="
+            f"params.yaml: cascade.distilled_from/cascade.students do not match teacher.layers="
             f"{t['layers']}, cascade.student_layers={c['student_layers']}, cascade.steps="
             f"{c['steps']}; edit conf/ and run `dvc exp run`, or `python -m kdcascade.compose`")
+
+
+def steps_of(params: dict) -> dict[str, dict]:
+    """The distill steps of a checked params.yaml (see distill_steps)."""
+    check_params(params)
+    return distill_steps(*_shape(params))
+
+
+def models_of(params: dict) -> dict[str, dict]:
+    """Every model of a checked params.yaml, teacher first (see models)."""
+    check_params(params)
+    return models(*_shape(params))
