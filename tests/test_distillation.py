@@ -43,6 +43,19 @@ def test_objective_needs_projection_when_widths_differ():
         Objective([{"loss": "l2"}], s, t)
 
 
+def test_a_projection_at_equal_widths_is_learned_and_only_for_hidden_states():
+    s, t = SimpleNamespace(num_hidden_layers=2, hidden_size=8), \
+        SimpleNamespace(num_hidden_layers=4, hidden_size=8, num_attention_heads=2)
+    assert not list(Objective([{"loss": "hidden_mse", "map": "last"}], s, t).parameters())
+    obj = Objective([{"loss": "hidden_mse", "map": "last", "projection": True}], s, t)
+    assert [tuple(p.shape) for p in obj.parameters()] == [(8, 8), (8,)]
+    for bad in ({"loss": "attention_kl", "map": "last", "projection": True},
+                {"loss": "hidden_mse", "map": "last", "projection": "yes"}):
+        with pytest.raises(ConfigError, match=r"objectives\[0\].projection=.*true only for a "
+                                              "loss on hidden states"):
+            Objective([bad], s, t)
+
+
 @pytest.fixture(scope="module")
 def sentences(minilm_path):
     tok = models.load_tokenizer(minilm_path)

@@ -104,10 +104,14 @@ def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]
         term = Term(f"{name}_{k}" if len(specs) > 1 else name, name, fn_feature, pairs, weight,
                     options=_options(spec, fn_feature, teacher_config, where))
         s_w, t_w = student_config.hidden_size, teacher_config.hidden_size
-        if fn_feature == "hidden" and s_w != t_w:
-            if not spec.get("projection", False):
-                raise ConfigError(f"{where}: student width {s_w} != teacher width {t_w}; "
-                                  "set projection: true to learn a linear map")
+        projection = spec.get("projection", False)
+        if not isinstance(projection, bool) or (projection and fn_feature != "hidden"):
+            raise ConfigError(f"{where}.projection={projection!r}: expected true or false, and "
+                              "true only for a loss on hidden states")
+        if fn_feature == "hidden" and s_w != t_w and not projection:
+            raise ConfigError(f"{where}: student width {s_w} != teacher width {t_w}; "
+                              "set projection: true to learn a linear map")
+        if projection:  # also at equal widths: the student need not copy the coordinates
             term.widths = (s_w, t_w)
         terms.append(term)
     if not any(term.weight for term in terms):
