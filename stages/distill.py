@@ -12,9 +12,8 @@ checkpoint.
 import argparse
 from pathlib import Path
 
-from kdcascade import checkpoints, data, distillation, launch, models, runtime, schedule, training
+from kdcascade import runtime, schedule, settings
 from kdcascade.errors import ConfigError
-from kdcascade.objectives import Objective
 
 
 def run():
@@ -38,14 +37,19 @@ def run():
     if args.source not in (None, step["from"]):
         raise ConfigError(f"--from {args.source}: this cascade distills {args.model} from "
                           f"{step['from']}")
-    training.check_training_params(cfg, "distill")
+    settings.check_training_params(cfg, "distill")
+    # the params are sound: now the heavy imports (torch, transformers, accelerate)
+    from kdcascade import checkpoints, data, distillation, launch, models, training
+    from kdcascade.objectives import Objective
+
+    training.check_device(cfg, "distill")
     models_dir = Path(args.models)
     teacher_dir = models_dir / step["from"]
     # LightMBERT's `bottom` takes the original teacher's layers; the others take the predecessor's
     init_dir = (models_dir / schedule.model_name(params["teacher"]["layers"])
                 if cfg["init"] == "bottom" else teacher_dir)
     sentences = data.read_split(args.data, "distill")
-    training.check_rows(len(sentences), cfg, "distill", Path(args.data) / "distill.parquet")
+    settings.check_rows(len(sentences), cfg, "distill", Path(args.data) / "distill.parquet")
     distillation.check_objective(cfg["objectives"], teacher_dir, step["layers"])
     launch.relaunch(cfg)
 

@@ -12,7 +12,7 @@ metrics (`dvc exp show` compares the report's summary.json).
 import argparse
 from pathlib import Path
 
-from kdcascade import classify, data, efficiency, evaluation, runtime, schedule, training
+from kdcascade import runtime, schedule
 from kdcascade.errors import ConfigError
 
 
@@ -25,6 +25,8 @@ def run():
     params = runtime.load_params()
     cascade = schedule.models_of(params)
     cfg = params["evaluate"]
+    from kdcascade import classify, data, efficiency, evaluation, training  # heavy: after params
+
     test = data.read_split(args.data, "test")
     missing = [m for m in cascade if not (Path(args.finetuned) / m).is_dir()]
     if missing:

@@ -13,7 +13,7 @@ teacher's logits (task-specific distillation). With finetune.processes > 1 it ru
 import argparse
 from pathlib import Path
 
-from kdcascade import checkpoints, classify, data, launch, models, runtime, schedule, training
+from kdcascade import runtime, schedule, settings
 from kdcascade.errors import ConfigError
 
 
@@ -30,10 +30,14 @@ def run():
     cfg, seed = params["finetune"], runtime.seed_of(params)
     if args.model not in names:
         raise ConfigError(f"--model {args.model}: not a model of this cascade ({', '.join(names)})")
-    training.check_training_params(cfg, "finetune")
-    weight, _ = classify.check_soft_labels(cfg)
+    settings.check_training_params(cfg, "finetune")
+    weight, _ = settings.check_soft_labels(cfg)
+    # the params are sound: now the heavy imports (torch, transformers, accelerate)
+    from kdcascade import checkpoints, classify, data, launch, models, training
+
+    training.check_device(cfg, "finetune")
     train = data.read_split(args.data, "train")
-    training.check_rows(len(train), cfg, "finetune", Path(args.data) / "train.parquet")
+    settings.check_rows(len(train), cfg, "finetune", Path(args.data) / "train.parquet")
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
     soft_teacher = args.teacher_finetuned if weight > 0 else None
     launch.relaunch(cfg)

@@ -8,7 +8,7 @@ language, label balance, truncation rate) into the output folder.
 
 import argparse
 
-from kdcascade import data, models, runtime, sources
+from kdcascade import runtime
 from kdcascade.labels import LABELS
 
 
@@ -33,6 +33,8 @@ def run():
     runtime.check_writable(args.out)
     params = runtime.load_params()
     d, seed = params["data"], runtime.seed_of(params)
+    from kdcascade import data, models, sources  # torch and transformers: after the params
+
     positions = models.load_config(args.teacher).max_position_embeddings
     tokenizer = models.load_tokenizer(args.teacher)
     data.check_max_length(d["max_length"], positions, tokenizer.num_special_tokens_to_add(pair=True))

@@ -8,7 +8,7 @@ so the report can show what distillation adds over truncation alone.
 
 import argparse
 
-from kdcascade import models, runtime, schedule
+from kdcascade import runtime, schedule
 from kdcascade.errors import ConfigError
 
 
@@ -21,6 +21,8 @@ def run():
     params = runtime.load_params()
     schedule.check_params(params)
     t, cascade, distill = params["teacher"], params["cascade"], params["distill"]
+    from kdcascade import models  # torch and transformers: once the params are known to be sound
+
     location = models.teacher_location(t["source"], t["name"])
     keep = models.select_layers(distill["init"], t["layers"], cascade["student_layers"])
 

@@ -15,12 +15,12 @@ import torch
 import yaml
 
 from conftest import ROOT, Recorder
-from kdcascade import data, runtime, schedule, sources, training
+from kdcascade import data, runtime, schedule, settings, sources, training
 from kdcascade.batching import MicroBatch
 from kdcascade.compose import compose
 from kdcascade.errors import ConfigError, Diverged
 from kdcascade.objectives import check_terms
-from test_stage_errors import assert_one_line_error, edit_params, run_stage
+from test_stage_errors import assert_one_line_error, call_stage, edit_params, run_stage
 
 def tiny(params):
     """A few rows, fp32 on CPU: each stage runs in seconds."""
@@ -39,7 +39,7 @@ def ready(tmp_path_factory, minilm_path):
     edit_params(root, tiny)
     (root / "m").mkdir()
     (root / "m" / "L6").symlink_to(minilm_path)
-    out = run_stage(root, "prepare.py", "--teacher", "m/L6", "--out", "prep")
+    out = call_stage(root, "prepare.py", "--teacher", "m/L6", "--out", "prep")
     assert out.returncode == 0, out.stderr
     return root
 
@@ -54,13 +54,13 @@ def workdir(ready, tmp_path):
     return tmp_path
 
 
-def distill(workdir, *extra):
-    return run_stage(workdir, "distill.py", "--model", "L5", "--models", "m", "--data", "prep",
+def distill(workdir, *extra, run=call_stage):
+    return run(workdir, "distill.py", "--model", "L5", "--models", "m", "--data", "prep",
                      "--live", "live/L5", *extra)
 
 
 def finetune(workdir, *extra):
-    return run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "prep",
+    return call_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "prep",
                      "--out", "ft/L6", "--live", "live/L6", *extra)
 
 
@@ -84,7 +84,7 @@ def left_behind(workdir) -> list[str]:
 def test_a_diverging_distillation_stops_at_once_and_saves_nothing(workdir):
     # 8 sentences, batch 4: 2 steps; a checkpoint after the finite first, nan at the second
     edit_params(workdir, lambda p: p["distill"].update(lr=1e10, checkpoint_every=1))
-    out = distill(workdir, "--checkpoints", "ckpt")
+    out = distill(workdir, "--checkpoints", "ckpt", run=run_stage)  # a real process's exit status
     assert_ends_with_error(out, "distill L6->L5", "loss=nan", "optimizer step 2 of 2",
                           "lr 1e+10", "diverged")
     assert left_behind(workdir) == []  # no model, no live folder, no checkpoint to resume
@@ -135,7 +135,7 @@ def test_a_last_step_that_leaves_non_finite_weights_is_caught(accelerator):
 def test_a_non_finite_lr_is_refused(lr):
     cfg = {"epochs": 1, "batch_size": 4, "lr": lr, "warmup": 0.0, "device": "cpu"}
     with pytest.raises(ConfigError, match=rf"distill.lr={lr}: expected a finite number >= 0"):
-        training.check_training_params(cfg, "distill")
+        settings.check_training_params(cfg, "distill")
 
 
 # every objective error comes from check_terms (an unknown loss too: tests/test_distillation.py)
@@ -177,7 +177,7 @@ def test_a_weight_of_0_logs_a_term_but_all_0_trains_nothing():
 ])
 def test_prepare_refuses_a_max_length_the_teacher_cannot_take(workdir, max_length, words):
     edit_params(workdir, lambda p: p["data"].update(max_length=max_length))
-    out = run_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
+    out = call_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
     assert_one_line_error(out, words)
     assert left_behind(workdir) == []
 
@@ -217,7 +217,7 @@ def test_a_folder_without_write_permission_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("run", [
-    lambda w: run_stage(w, "prepare.py", "--teacher", "m/L6", "--out", "prepared"),
+    lambda w: call_stage(w, "prepare.py", "--teacher", "m/L6", "--out", "prepared"),
     distill], ids=["prepare", "distill"])  # finetune takes the seed the same way
 def test_a_seed_that_is_not_an_integer_is_named(workdir, run):
     edit_params(workdir, lambda p: p.update(seed="abc"))
@@ -239,7 +239,7 @@ def test_seeds_numpy_cannot_take_are_refused(seed, words):
 
 def test_no_languages_on_the_synthetic_source_is_named(workdir):
     edit_params(workdir, lambda p: p["data"].update(languages=[]))
-    out = run_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
+    out = call_stage(workdir, "prepare.py", "--teacher", "m/L6", "--out", "prepared")
     assert_one_line_error(out, "data.languages: expected a non-empty list of names, got []")
     assert left_behind(workdir) == []
 

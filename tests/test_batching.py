@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kdcascade import batching, losses, training
+from kdcascade import batching, losses, settings, training
 from kdcascade.errors import ConfigError
 
 
@@ -98,7 +98,12 @@ BASE = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "warmup": 0.1, "device": "cpu
 ])
 def test_bad_training_params_name_the_param(change, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(".", r"\.")):
-        training.check_training_params({**BASE, **change}, "distill")
+        settings.check_training_params({**BASE, **change}, "distill")
+        training.check_device({**BASE, **change}, "distill")
+
+
+def test_every_precision_but_auto_has_a_dtype():
+    assert set(training.DTYPES) | {"auto"} == set(settings.PRECISIONS)
 
 
 def test_auto_precision_is_bf16_only_where_it_is_fast():
@@ -111,5 +116,5 @@ def test_auto_precision_is_bf16_only_where_it_is_fast():
 def test_a_split_too_small_for_the_processes_names_the_file():
     with pytest.raises(ConfigError, match=r"d/distill\.parquet: 3 rows; distill\.processes x "
                                           r"distill\.gradient_accumulation needs at least 4"):
-        training.check_rows(3, {"processes": 2, "gradient_accumulation": 2}, "distill",
+        settings.check_rows(3, {"processes": 2, "gradient_accumulation": 2}, "distill",
                             "d/distill.parquet")

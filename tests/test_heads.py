@@ -1,6 +1,6 @@
 import torch
 
-from kdcascade import classify, heads, models
+from kdcascade import classify, heads, models, settings
 from kdcascade.labels import LABELS
 
 
@@ -67,7 +67,7 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
     for bad, words in (({"weight": 2}, "soft_labels.weight=2"),
                        ({"weight": 0.5, "temperature": 0}, "soft_labels.temperature=0")):
         with pytest.raises(ConfigError, match=words):
-            classify.check_soft_labels({"soft_labels": bad})
+            settings.check_soft_labels({"soft_labels": bad})
 
 
 def test_predict_batches_by_length_but_answers_in_row_order(minilm_path):

@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from . import data, heads
+from . import data, heads, settings
 from .batching import plan_for
 from .errors import ConfigError
 from .losses import logits_kl
@@ -56,17 +56,6 @@ def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
         raise ConfigError(f"finetune.select_on={select_on!r}: no dev rows for {missing}; "
                           f"dev has {sorted(set(dev.language))}")
     return dev[dev.language.isin(langs)].reset_index(drop=True)
-
-
-def check_soft_labels(cfg: dict) -> tuple[float, float]:
-    """(weight, temperature) of the soft-label term; weight 0 turns it off."""
-    soft = cfg.get("soft_labels") or {}
-    weight, temperature = soft.get("weight", 0.0), soft.get("temperature", 1.0)
-    if not 0.0 <= weight <= 1.0:
-        raise ConfigError(f"finetune.soft_labels.weight={weight!r}: expected 0..1")
-    if not temperature > 0:
-        raise ConfigError(f"finetune.soft_labels.temperature={temperature!r}: expected > 0")
-    return float(weight), float(temperature)
 
 
 class FinetuneModule(torch.nn.Module):
@@ -125,7 +114,7 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, acc
 
     Only dev is read for selection: the test split never enters this function.
     """
-    weight, temperature = check_soft_labels(cfg)
+    weight, temperature = settings.check_soft_labels(cfg)
     kernel = attention_kernel_for(accelerator.device)
     model.base_model.set_attn_implementation(kernel)
     if teacher is not None:

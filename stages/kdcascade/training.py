@@ -23,7 +23,6 @@ from .batching import BatchPlan, MicroBatch
 from .errors import ConfigError, Diverged
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = (*DTYPES, "auto")
 MAX_GRAD_NORM = 1.0
 
 
@@ -69,46 +68,6 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> tor
         raise ConfigError("freeze: every parameter is frozen; nothing to train")
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_training_params(cfg: dict, stage: str) -> None:
-    """Everything about a training section that can be checked before any model is loaded."""
-    if cfg.get("precision", "fp32") not in PRECISIONS:
-        raise ConfigError(f"{stage}.precision={cfg['precision']!r}: expected one of "
-                          f"{', '.join(PRECISIONS)}")
-    for key in ("epochs", "batch_size", "processes", "gradient_accumulation"):
-        if not _positive_int(cfg.get(key, 1)):
-            raise ConfigError(f"{stage}.{key}={cfg.get(key)!r}: expected a positive integer")
-    for key in ("lr", "warmup"):
-        value = cfg.get(key)
-        if (not isinstance(value, (int, float)) or isinstance(value, bool)
-                or not math.isfinite(value) or value < 0):
-            raise ConfigError(f"{stage}.{key}={value!r}: expected a finite number >= 0")
-    every = cfg.get("checkpoint_every", 0)
-    if not (every == 0 or _positive_int(every)):
-        raise ConfigError(f"{stage}.checkpoint_every={every!r}: expected an integer >= 0 "
-                          "(optimizer steps between checkpoints; 0 = none)")
-    if not isinstance(cfg.get("group_by_length", False), bool):
-        raise ConfigError(f"{stage}.group_by_length={cfg['group_by_length']!r}: expected "
-                          "true or false")
-    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
-    if cfg["batch_size"] < slices:
-        raise ConfigError(f"{stage}.batch_size={cfg['batch_size']}: expected at least "
-                          f"processes x gradient_accumulation = {slices} examples per "
-                          "optimizer step (batch_size is the global batch)")
-    check_device(cfg, stage)
-
-
-def check_rows(rows: int, cfg: dict, stage: str, where) -> None:
-    """A split must give every process and accumulation step at least one row."""
-    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
-    if rows < slices:
-        raise ConfigError(f"{where}: {rows} rows; {stage}.processes x "
-                          f"{stage}.gradient_accumulation needs at least {slices}")
 
 
 def check_device(cfg: dict, stage: str) -> None:

@@ -1,0 +1,59 @@
+"""Checks of params sections that need neither a model nor a heavy library: a stage runs them
+before it imports torch, so a bad param costs a fraction of a second."""
+
+import math
+
+from .errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_training_params(cfg: dict, stage: str) -> None:
+    """The numbers of a training section (distill, finetune); the device is checked once torch
+    is imported (training.check_device)."""
+    if cfg.get("precision", "fp32") not in PRECISIONS:
+        raise ConfigError(f"{stage}.precision={cfg['precision']!r}: expected one of "
+                          f"{', '.join(PRECISIONS)}")
+    for key in ("epochs", "batch_size", "processes", "gradient_accumulation"):
+        if not positive_int(cfg.get(key, 1)):
+            raise ConfigError(f"{stage}.{key}={cfg.get(key)!r}: expected a positive integer")
+    for key in ("lr", "warmup"):
+        value = cfg.get(key)
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"{stage}.{key}={value!r}: expected a finite number >= 0")
+    every = cfg.get("checkpoint_every", 0)
+    if not (every == 0 or positive_int(every)):
+        raise ConfigError(f"{stage}.checkpoint_every={every!r}: expected an integer >= 0 "
+                          "(optimizer steps between checkpoints; 0 = none)")
+    if not isinstance(cfg.get("group_by_length", False), bool):
+        raise ConfigError(f"{stage}.group_by_length={cfg['group_by_length']!r}: expected "
+                          "true or false")
+    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
+    if cfg["batch_size"] < slices:
+        raise ConfigError(f"{stage}.batch_size={cfg['batch_size']}: expected at least "
+                          f"processes x gradient_accumulation = {slices} examples per "
+                          "optimizer step (batch_size is the global batch)")
+
+
+def check_rows(rows: int, cfg: dict, stage: str, where) -> None:
+    """A split must give every process and accumulation step at least one row."""
+    slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
+    if rows < slices:
+        raise ConfigError(f"{where}: {rows} rows; {stage}.processes x "
+                          f"{stage}.gradient_accumulation needs at least {slices}")
+
+
+def check_soft_labels(cfg: dict) -> tuple[float, float]:
+    """(weight, temperature) of the soft-label term; weight 0 turns it off."""
+    soft = cfg.get("soft_labels") or {}
+    weight, temperature = soft.get("weight", 0.0), soft.get("temperature", 1.0)
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"finetune.soft_labels.weight={weight!r}: expected 0..1")
+    if not temperature > 0:
+        raise ConfigError(f"finetune.soft_labels.temperature={temperature!r}: expected > 0")
+    return float(weight), float(temperature)
