@@ -20,16 +20,23 @@ from safetensors.torch import load_file
 from conftest import ROOT
 from kdcascade import checkpoints, models
 from kdcascade.compose import compose
+from test_stage_errors import call_stage
 
 TIMING = {"train_seconds", "examples_per_second", "peak_memory_mb"}
 
 
-def stage(script, cwd, *args, background=False):
+def stage(script, cwd, *args, background=False, process=False):
+    """Run a stage script: in this process (runpy, as `python stages/<script>` would), or as a
+    process of its own where it must be killed (`background`) or where what its launched workers
+    print matters (`process`)."""
     cmd = [sys.executable, str(ROOT / "stages" / script), *map(str, args)]
     if background:
         return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if process:
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    else:
+        out = call_stage(cwd, script, *args)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
 
@@ -143,7 +150,7 @@ def test_killed_distill_resumes_to_the_same_result(workspace, one_process, proce
     proc = stage("distill.py", d, *distill_args(workspace), background=True)
     kill_after_first_checkpoint(proc, d / "ckpt")
     assert not (d / "models/L2").exists()  # nothing that could pass for a finished output
-    out = stage("distill.py", d, *distill_args(workspace))
+    out = stage("distill.py", d, *distill_args(workspace), process=processes > 1)
     assert "resuming from" in out
     provenance = json.loads((d / "models/L2/provenance.json").read_text())["params"]
     assert provenance["resumed_from_step"] >= 3 and provenance["processes"] == processes
