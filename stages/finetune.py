@@ -6,7 +6,9 @@
 
 The checkpoint is chosen on dev (finetune.select_on), never on test. With
 --teacher-finetuned and finetune.soft_labels.weight > 0 the model also learns from the fine-tuned
-teacher's logits (task-specific distillation). With finetune.processes > 1 it runs under
+teacher's logits (task-specific distillation); with finetune.transfer.weight > 0 a distilled
+model (or every model, transfer.models=all) also learns them on the unlabeled pairs of
+data/prepared/transfer.parquet (data.transfer_corpus). With finetune.processes > 1 it runs under
 `accelerate launch`; a killed run resumes from its last checkpoint.
 """
 
@@ -32,6 +34,10 @@ def run():
         raise ConfigError(f"--model {args.model}: not a model of this cascade ({', '.join(names)})")
     settings.check_training_params(cfg, "finetune")
     weight, _ = settings.check_soft_labels(cfg)
+    transfer_weight, transfer_models = settings.check_transfer(cfg)
+    distilled = args.model in schedule.steps_of(params)
+    transfer_on = args.teacher_finetuned and transfer_weight > 0 and (
+        distilled or transfer_models == "all")
     # the params are sound: now the heavy imports (torch, transformers, accelerate)
     from kdcascade import checkpoints, classify, data, launch, models, training
 
@@ -39,7 +45,12 @@ def run():
     train = data.read_split(args.data, "train")
     settings.check_rows(len(train), cfg, "finetune", Path(args.data) / "train.parquet")
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
-    soft_teacher = args.teacher_finetuned if weight > 0 else None
+    transfer = data.read_split(args.data, "transfer") if transfer_on else None
+    if transfer is not None and not len(transfer):
+        raise ConfigError(f"finetune.transfer.weight={transfer_weight}: "
+                          f"{Path(args.data) / 'transfer.parquet'} has no pairs; set "
+                          "data.transfer_corpus (translated_train or distill)")
+    soft_teacher = args.teacher_finetuned if weight > 0 or transfer_on else None
     launch.relaunch(cfg)
 
     accelerator = training.accelerator_for(cfg)
@@ -49,7 +60,8 @@ def run():
     models.freeze(model, cfg["freeze"])
     teacher = classify.load_classifier(soft_teacher) if soft_teacher else None
     stage_params = {"finetune": cfg, "seed": seed}
-    inputs = [model_dir, Path(args.data) / "train.parquet", Path(args.data) / "dev.parquet"]
+    inputs = [model_dir, Path(args.data) / "train.parquet", Path(args.data) / "dev.parquet"] + (
+        [Path(args.data) / "transfer.parquet"] if transfer_on else [])
     saved = checkpoints.Checkpoints(args.checkpoints, cfg.get("checkpoint_every", 0),
                                     {**stage_params, "model": args.model},
                                     inputs + ([soft_teacher] if soft_teacher else []),
@@ -58,7 +70,7 @@ def run():
     with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
         stats = classify.finetune(model, train, dev, cfg, live, accelerator, seed,
                                   desc=f"finetune {args.model}", teacher=teacher,
-                                  checkpoints=saved)
+                                  checkpoints=saved, transfer=transfer)
         for key, value in stats.items():
             live.summary[key] = value
         if accelerator.is_main_process:  # inside the live block: a failed save removes the logs

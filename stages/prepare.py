@@ -2,8 +2,9 @@
 
     python stages/prepare.py --teacher data/models/L6 --out data/prepared
 
-Writes train/dev/test/distill.parquet (token ids as int32) and summary.json (rows per split and
-language, label balance, truncation rate) into the output folder.
+Writes train/dev/test/distill.parquet, transfer.parquet (unlabeled pairs in the test languages
+for task distillation; empty with data.transfer_corpus=none), token ids as int32, and
+summary.json (rows per split and language, label balance, truncation rate).
 """
 
 import argparse
@@ -21,7 +22,8 @@ def summarise(split_frames: dict, truncated: dict) -> dict:
         summary[split] = {"rows": int(len(df)), "rows_per_language": {k: int(v) for k, v in rows.items()},
                           "label_balance": dict(zip(LABELS, balance)) if balance else None,
                           "truncation_rate": round(truncated[split] / max(len(df), 1), 4),
-                          "mean_tokens": round(float(df.input_ids.map(len).mean()), 1)}
+                          "mean_tokens": round(float(df.input_ids.map(len).mean()), 1)
+                          if len(df) else 0.0}
     return summary
 
 
@@ -42,9 +44,10 @@ def run():
     for split, df in splits.items():
         data.check_nli_frame(df, f"data.source={d['source']}: split {split}")
     sentences = sources.distill_sentences(d, splits["train"], seed)
+    transfer = sources.transfer_pairs(d, sentences, seed)
 
     tokenized, truncated = {}, {}
-    for split, df in splits.items():
+    for split, df in {**splits, "transfer": transfer}.items():
         tokenized[split], truncated[split] = data.tokenize_pairs(tokenizer, df, d["max_length"])
     distill = data.tokenize_sentences(tokenizer, list(sentences.sentence), d["max_length"])
     distill.insert(0, "language", sentences.language.to_numpy())

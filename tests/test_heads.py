@@ -60,14 +60,51 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
     classify.finetune(student, pairs, pairs, cfg, live, accelerator, 0, teacher=teacher)
     logged = dict(live.logged)
     assert logged["train/soft_label_kl"] > 0 and "train/cross_entropy" in logged
-    # the loss is the stated mix of the two terms
+    # the terms are logged weighted: they add up to the loss
     last = [v for k, v in live.logged if k.startswith("train/") and k != "train/lr"][-3:]
     total, ce, kl = last
-    assert total == pytest.approx(0.5 * ce + 0.5 * kl, rel=1e-5)
+    assert total == pytest.approx(ce + kl, rel=1e-5)
     for bad, words in (({"weight": 2}, "soft_labels.weight=2"),
                        ({"weight": 0.5, "temperature": 0}, "soft_labels.temperature=0")):
         with pytest.raises(ConfigError, match=words):
             settings.check_soft_labels({"soft_labels": bad})
+    for bad, words in (({"weight": -1}, r"transfer.weight=-1: expected a number >= 0"),
+                       ({"weight": "x"}, "transfer.weight='x'"),
+                       ({"weight": 1, "models": "some"}, "transfer.models='some': expected one "
+                                                         "of distilled, all")):
+        with pytest.raises(ConfigError, match=words):
+            settings.check_transfer({"transfer": bad})
+    assert settings.check_transfer({}) == (0.0, "distilled")
+
+
+def test_transfer_pairs_learn_only_the_teachers_logits(minilm_path):
+    """A labeled row costs (1-w) CE + w KL, an unlabeled one (label -100) transfer * KL; the
+    batch loss is the mean over rows (hand-computed here from the two models' logits)."""
+    import pytest
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    encoder = models.load_encoder(minilm_path)
+    teacher = heads.MeanPoolingClassifier(models.truncate(encoder, [0, 1]), list(LABELS)).eval()
+    student = heads.MeanPoolingClassifier(models.truncate(encoder, [0]), list(LABELS)).eval()
+    batch = {"input_ids": torch.tensor([[101, 2000, 102], [101, 2001, 102], [101, 2002, 102]]),
+             "attention_mask": torch.ones(3, 3, dtype=torch.long),
+             "labels": torch.tensor([2, classify.UNLABELED, 0])}
+    module = classify.FinetuneModule(student, teacher, weight=0.25, temperature=2.0, transfer=3.0)
+    loss, terms = module(batch)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        s, t = student(**inputs).logits, teacher(**inputs).logits
+    ps, pt = F.softmax(s / 2, -1), F.softmax(t / 2, -1)
+    kl = (pt * (pt.log() - ps.log())).sum(-1) * 4
+    ce = F.cross_entropy(s, torch.tensor([2, 0, 0]), reduction="none")
+    expected = (0.75 * (ce[0] + ce[2]) + 0.25 * (kl[0] + kl[2]) + 3.0 * kl[1]) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert terms["transfer_kl"].item() == pytest.approx(kl[1].item(), rel=1e-4)
+    assert sum(terms.values()).item() == pytest.approx(loss.item(), rel=1e-6)
+    # no teacher, no transfer: plain cross-entropy over the labeled rows, averaged over all rows
+    plain, _ = classify.FinetuneModule(student)(batch)
+    assert plain.item() == pytest.approx(((ce[0] + ce[2]) / 3).item(), rel=1e-5)
 
 
 def test_predict_batches_by_length_but_answers_in_row_order(minilm_path):

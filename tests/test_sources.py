@@ -98,3 +98,36 @@ def test_an_unknown_corpus_names_the_choices():
     with pytest.raises(ConfigError, match="data.distill_corpus='wiki': expected one of generated, "
                                           "train, translated_train, a folder"):
         sources.distill_sentences(cfg(distill_corpus="wiki"), None, 0)
+
+
+def test_transfer_pairs_translated_or_from_the_distillation_sentences(tmp_path):
+    from test_xnli import _train_file
+
+    assert len(sources.transfer_pairs(cfg(), None, 0)) == 0  # transfer_corpus absent = none
+    _train_file(tmp_path, "en", [("A dog runs.", "An animal moves.", "entailment")])
+    _train_file(tmp_path, "de", [("Ein Hund rennt.", "Ein Tier bewegt sich.", "neutral"),
+                                 ("Ein Hund rennt.", "Keiner rennt.", "contradictory")])
+    d = cfg(source="local", path=str(tmp_path), transfer_corpus="translated_train",
+            sizes={"transfer": None})
+    df = sources.transfer_pairs(d, None, 0)
+    assert list(df.columns) == ["language", "premise", "hypothesis"]  # no label
+    assert sorted(df[df.language == "de"].hypothesis) == ["Ein Tier bewegt sich.", "Keiner rennt."]
+    assert len(sources.transfer_pairs({**d, "sizes": {"transfer": 1}}, None, 0)) == 2
+
+    sentences = pd.DataFrame({"language": ["de"] * 5 + ["en"] * 2,
+                              "sentence": [f"s{i}" for i in range(7)]})
+    d = cfg(transfer_corpus="distill", sizes={"transfer": None})
+    pairs = sources.transfer_pairs(d, sentences, 0)
+    assert pairs.groupby("language").size().to_dict() == {"de": 2, "en": 1}
+    for row in pairs.itertuples():  # two different sentences of the pair's own language
+        own = set(sentences[sentences.language == row.language].sentence)
+        assert row.premise in own and row.hypothesis in own and row.premise != row.hypothesis
+    assert len(sources.transfer_pairs({**d, "sizes": {"transfer": 1}}, sentences, 0)) == 2
+
+    with pytest.raises(ConfigError, match="data.transfer_corpus=translated_train: needs data.source"):
+        sources.transfer_pairs(cfg(transfer_corpus="translated_train"), None, 0)
+    with pytest.raises(ConfigError, match="data.transfer_corpus='wiki': expected one of none, "
+                                          "translated_train, distill"):
+        sources.transfer_pairs(cfg(transfer_corpus="wiki"), None, 0)
+    with pytest.raises(ConfigError, match=r"data.sizes.transfer=0: expected a positive integer"):
+        sources.transfer_pairs(cfg(transfer_corpus="distill", sizes={"transfer": 0}), sentences, 0)

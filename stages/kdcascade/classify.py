@@ -3,17 +3,18 @@
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 from . import data, heads, settings
 from .batching import plan_for
 from .errors import ConfigError
-from .losses import logits_kl
 from .models import attention_kernel_for
 from .labels import LABEL_IDS, LABELS
 from .training import Trainer, run_training
 
 POOLINGS = ("cls", "mean")
+UNLABELED = -100  # the label of a transfer pair: no cross-entropy, the teacher's KL only
 
 
 def load_classifier(location: str, pooling: str | None = None):
@@ -60,27 +61,39 @@ def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
 
 class FinetuneModule(torch.nn.Module):
     """What is trained: the classifier. With a fine-tuned `teacher` (kept out of the module's
-    parameters, like the distillation teacher) and weight w > 0 the loss is
+    parameters, like the distillation teacher) each labeled row's loss is
     (1 - w) * cross-entropy + w * KL(teacher || student) at temperature T, times T^2
-    (task-specific distillation, Hinton / DistilBERT convention)."""
+    (task-specific distillation, Hinton / DistilBERT convention), and each unlabeled row's
+    (label -100, the transfer pairs) is `transfer` * the same KL. The batch loss is the mean
+    over rows, so a row weighs the same whichever batch or process it lands in."""
 
-    def __init__(self, model, teacher=None, weight: float = 0.0, temperature: float = 1.0):
+    def __init__(self, model, teacher=None, weight: float = 0.0, temperature: float = 1.0,
+                 transfer: float = 0.0):
         super().__init__()
-        self.model, self.weight, self.temperature = model, weight, temperature
-        object.__setattr__(self, "teacher", teacher if weight > 0 else None)
+        self.model, self.weight, self.temperature, self.transfer = model, weight, temperature, transfer
+        object.__setattr__(self, "teacher", teacher if weight > 0 or transfer > 0 else None)
 
     def forward(self, batch: dict, shares: dict | None = None):
         share = 1.0 if shares is None else shares["example"]
-        out = self.model(**batch)
-        cross_entropy = out.loss * share
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        labels = batch["labels"]
+        labeled = (labels != UNLABELED).float()
+        logits = self.model(**inputs).logits.float()
+        ce = F.cross_entropy(logits, labels.clamp_min(0), reduction="none") * labeled
+        rows = share / len(labels)
         if self.teacher is None:
-            return cross_entropy, {}
+            return ce.sum() * rows, {}
         with torch.no_grad():
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            teacher_logits = self.teacher(**inputs).logits
-        soft = logits_kl(out.logits, teacher_logits, self.temperature) * share
-        return ((1 - self.weight) * cross_entropy + self.weight * soft,
-                {"cross_entropy": cross_entropy.detach(), "soft_label_kl": soft.detach()})
+            teacher_logits = self.teacher(**inputs).logits.float()
+        t = self.temperature
+        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                      reduction="none", log_target=True).sum(-1) * t**2
+        # logged weighted, so the terms add up to the loss
+        terms = {"cross_entropy": (1 - self.weight) * ce, "soft_label_kl": self.weight * kl * labeled}
+        if self.transfer > 0:
+            terms["transfer_kl"] = self.transfer * kl * (1 - labeled)
+        terms = {k: v.sum() * rows for k, v in terms.items()}
+        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
 
 
 def dev_accuracy(model, dev: pd.DataFrame, batch_size: int, accelerator) -> float:
@@ -109,18 +122,23 @@ class Best:
 
 
 def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, accelerator,
-             seed: int, desc: str = "finetune", teacher=None, checkpoints=None) -> dict:
-    """Train on `train`; keep the weights with the best dev accuracy.
+             seed: int, desc: str = "finetune", teacher=None, checkpoints=None,
+             transfer: pd.DataFrame | None = None) -> dict:
+    """Train on `train` (and, with a teacher, on the unlabeled `transfer` pairs, weighted by
+    finetune.transfer.weight); keep the weights with the best dev accuracy.
 
     Only dev is read for selection: the test split never enters this function.
     """
     weight, temperature = settings.check_soft_labels(cfg)
+    transfer_weight = settings.check_transfer(cfg)[0] if transfer is not None else 0.0
+    if transfer_weight > 0:
+        train = pd.concat([train, transfer.assign(label=UNLABELED)], ignore_index=True)
     kernel = attention_kernel_for(accelerator.device)
     model.base_model.set_attn_implementation(kernel)
     if teacher is not None:
         teacher.base_model.set_attn_implementation(kernel)
         teacher.to(accelerator.device).eval()
-    module = FinetuneModule(model, teacher, weight, temperature)
+    module = FinetuneModule(model, teacher, weight, temperature, transfer_weight)
     plan = plan_for(train, cfg, model.config.pad_token_id, seed, accelerator)
     trainer = Trainer(module, cfg, accelerator, len(plan) * cfg["epochs"])
     best = Best()

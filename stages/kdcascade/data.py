@@ -33,11 +33,14 @@ def tokenize_pairs(tokenizer, df: pd.DataFrame, max_length: int) -> tuple[pd.Dat
 
     Returns the frame with `input_ids` and `token_type_ids` added and the number of truncated pairs.
     """
+    out = df.reset_index(drop=True).copy()
+    if not len(df):  # an empty transfer corpus: the columns, no rows
+        out["input_ids"], out["token_type_ids"] = pd.Series(dtype=object), pd.Series(dtype=object)
+        return out, 0
     enc = tokenizer(list(df.premise), list(df.hypothesis), truncation="longest_first",
                     max_length=max_length, return_token_type_ids=True)
     full = tokenizer(list(df.premise), list(df.hypothesis), truncation=False)
     truncated = int(sum(len(a) > max_length for a in full["input_ids"]))
-    out = df.reset_index(drop=True).copy()
     # int32: a 119k (mBERT) or 250k (XLM-R) vocabulary overflows uint16
     out["input_ids"] = [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
     out["token_type_ids"] = [np.asarray(t, dtype=np.int8) for t in enc["token_type_ids"]]

@@ -57,3 +57,19 @@ def check_soft_labels(cfg: dict) -> tuple[float, float]:
     if not temperature > 0:
         raise ConfigError(f"finetune.soft_labels.temperature={temperature!r}: expected > 0")
     return float(weight), float(temperature)
+
+
+TRANSFER_MODELS = ("distilled", "all")
+
+
+def check_transfer(cfg: dict) -> tuple[float, str]:
+    """(weight, models) of finetune.transfer; weight 0 turns it off."""
+    transfer = cfg.get("transfer") or {}
+    weight, models = transfer.get("weight", 0.0), transfer.get("models", "distilled")
+    if (not isinstance(weight, (int, float)) or isinstance(weight, bool)
+            or not math.isfinite(weight) or weight < 0):
+        raise ConfigError(f"finetune.transfer.weight={weight!r}: expected a number >= 0 (0 = off)")
+    if models not in TRANSFER_MODELS:
+        raise ConfigError(f"finetune.transfer.models={models!r}: expected one of "
+                          f"{', '.join(TRANSFER_MODELS)}")
+    return float(weight), models

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import xnli
@@ -9,7 +10,7 @@ from .data import SPLITS
 from .errors import ConfigError
 
 SOURCES = ("synthetic", "local", "hub")
-SPLIT_SEED_OFFSET = {"train": 0, "dev": 1000, "test": 2000, "distill": 3000}
+SPLIT_SEED_OFFSET = {"train": 0, "dev": 1000, "test": 2000, "distill": 3000, "transfer": 4000}
 
 
 def _size(d: dict, split: str):
@@ -112,13 +113,48 @@ def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
     return df
 
 
+TRANSFER = ("none", "translated_train", "distill")
+
+
+def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Unlabeled NLI-shaped pairs (language, premise, hypothesis) in the test languages, on which
+    a distilled model learns the fine-tuned teacher's predictions (finetune.transfer_weight).
+
+    data.transfer_corpus:
+      `none`: no pairs;
+      `translated_train`: XNLI's machine-translated train pairs of every data.languages (local or
+        hub), labels dropped;
+      `distill`: two unrelated sentences of the same language from the distillation corpus
+        (data.distill_corpus), for sources without translated pairs.
+    data.sizes.transfer: pairs per language (null = all).
+    """
+    corpus, n = d.get("transfer_corpus", "none"), _size(d, "transfer")
+    if corpus == "none":
+        return pd.DataFrame({"language": [], "premise": [], "hypothesis": []}, dtype=str)
+    if corpus == "translated_train":
+        df = _translated_train(d, "transfer_corpus")[["language", "premise", "hypothesis"]]
+        if n is not None:
+            df = df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
+        return df.reset_index(drop=True)
+    if corpus != "distill":
+        raise ConfigError(f"data.transfer_corpus={corpus!r}: expected one of {', '.join(TRANSFER)}")
+    rows = []
+    rng = np.random.default_rng(seed + SPLIT_SEED_OFFSET["transfer"])
+    for lang, group in sentences.groupby("language", sort=True):
+        text = group.sentence.to_numpy()
+        order = rng.permutation(len(text))
+        pairs = len(order) // 2 if n is None else min(n, len(order) // 2)
+        rows += [(lang, text[order[2 * i]], text[order[2 * i + 1]]) for i in range(pairs)]
+    return pd.DataFrame(rows, columns=["language", "premise", "hypothesis"])
+
+
 def _sentences_of(pairs: pd.DataFrame) -> pd.DataFrame:
     both = pd.concat([pairs[["language", "premise"]].rename(columns={"premise": "sentence"}),
                       pairs[["language", "hypothesis"]].rename(columns={"hypothesis": "sentence"})])
     return both.drop_duplicates(["language", "sentence"]).reset_index(drop=True)
 
 
-def _translated_train(d: dict) -> pd.DataFrame:
+def _translated_train(d: dict, param: str = "distill_corpus") -> pd.DataFrame:
     from . import xnli
 
     if d["source"] == "local":
@@ -127,7 +163,7 @@ def _translated_train(d: dict) -> pd.DataFrame:
         return xnli.load_local(Path(d["path"]), d["languages"], d["languages"], ("train",))["train"]
     if d["source"] == "hub":
         return xnli.load_hub(d["hub_dataset"], d["languages"], d["languages"], ("train",))["train"]
-    raise ConfigError("data.distill_corpus=translated_train: needs data.source local or hub "
+    raise ConfigError(f"data.{param}=translated_train: needs data.source local or hub "
                       "(XNLI's machine-translated train set)")
 
 
