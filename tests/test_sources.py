@@ -124,8 +124,12 @@ def test_transfer_pairs_translated_or_from_the_distillation_sentences(tmp_path):
         assert row.premise in own and row.hypothesis in own and row.premise != row.hypothesis
     assert len(sources.transfer_pairs({**d, "sizes": {"transfer": 1}}, sentences, 0)) == 2
 
+    made = sources.transfer_pairs(cfg(transfer_corpus="translated_train",
+                                      sizes={"transfer": 3}), None, 0)
+    assert made.groupby("language").size().to_dict() == {"de": 3, "en": 3}
+    assert "label" not in made and made.premise.str.len().min() > 0
     with pytest.raises(ConfigError, match="data.transfer_corpus=translated_train: needs data.source"):
-        sources.transfer_pairs(cfg(transfer_corpus="translated_train"), None, 0)
+        sources.transfer_pairs(cfg(source="nope", transfer_corpus="translated_train"), None, 0)
     with pytest.raises(ConfigError, match="data.transfer_corpus='wiki': expected one of none, "
                                           "translated_train, distill"):
         sources.transfer_pairs(cfg(transfer_corpus="wiki"), None, 0)

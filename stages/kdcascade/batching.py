@@ -92,6 +92,6 @@ class BatchPlan:
 def plan_for(df: pd.DataFrame, cfg: dict, pad_token_id: int, seed: int, accelerator) -> BatchPlan:
     """The shuffled batches a training section (distill / finetune) asks for, for this process."""
     return BatchPlan(df, cfg["batch_size"], pad_token_id, seed,
-                     group_by_length=cfg.get("group_by_length", True),
+                     group_by_length=cfg.get("group_by_length", False),
                      processes=accelerator.num_processes, rank=accelerator.process_index,
                      accumulation=cfg.get("gradient_accumulation", 1))

@@ -123,7 +123,7 @@ def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int) -> pd.DataFrame:
     data.transfer_corpus:
       `none`: no pairs;
       `translated_train`: XNLI's machine-translated train pairs of every data.languages (local or
-        hub), labels dropped;
+        hub; the synthetic source generates its own pairs in each language), labels dropped;
       `distill`: two unrelated sentences of the same language from the distillation corpus
         (data.distill_corpus), for sources without translated pairs.
     data.sizes.transfer: pairs per language (null = all).
@@ -131,6 +131,14 @@ def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int) -> pd.DataFrame:
     corpus, n = d.get("transfer_corpus", "none"), _size(d, "transfer")
     if corpus == "none":
         return pd.DataFrame({"language": [], "premise": [], "hypothesis": []}, dtype=str)
+    if corpus == "translated_train" and d["source"] == "synthetic":
+        if n is None:
+            raise ConfigError("data.sizes.transfer: the synthetic source needs a size")
+        from . import synthetic
+
+        return pd.concat([synthetic.generate_nli(lang, n, seed + SPLIT_SEED_OFFSET["transfer"])
+                          for lang in d["languages"]], ignore_index=True
+                         )[["language", "premise", "hypothesis"]]
     if corpus == "translated_train":
         df = _translated_train(d, "transfer_corpus")[["language", "premise", "hypothesis"]]
         if n is not None:
