@@ -106,3 +106,25 @@ def test_cuda_without_a_gpu(workdir):
     out = call_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "d",
                     "--out", "o", "--live", "l")
     assert_one_line_error(out, "finetune.device='cuda': no CUDA device is visible")
+
+
+def test_transfer_without_pairs_or_with_a_bad_weight(workdir):
+    import pandas as pd
+
+    prep = workdir / "d"
+    prep.mkdir()
+    for split in ("train", "dev"):
+        pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"], "hypothesis": ["c", "d"],
+                      "label": [0, 1], "input_ids": [[1, 2], [1, 3]],
+                      "token_type_ids": [[0, 1], [0, 1]]}).to_parquet(prep / f"{split}.parquet")
+    pd.DataFrame({"language": [], "premise": [], "hypothesis": [], "input_ids": [],
+                  "token_type_ids": []}).to_parquet(prep / "transfer.parquet")
+    args = ("--model", "L5", "--models", "m", "--data", "d", "--out", "o", "--live", "l",
+            "--teacher-finetuned", "t")
+    edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 1.0}))
+    out = call_stage(workdir, "finetune.py", *args)
+    assert_one_line_error(out, "finetune.transfer.weight=1.0", "d/transfer.parquet has no pairs",
+                          "data.transfer_corpus")
+    edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": -2}))
+    assert_one_line_error(call_stage(workdir, "finetune.py", *args), "transfer.weight=-2")
+    assert not (workdir / "o").exists() and not (workdir / "l").exists()
