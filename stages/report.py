@@ -1,13 +1,13 @@
 """Stage `report`: a markdown report and plots a person reads.
 
-    python stages/report.py --eval reports/eval --data data/prepared --live reports/live \
-        --out reports
+    python stages/report.py --eval reports/eval --export reports/export --data data/prepared \
+        --live reports/live --out reports
 
 Writes reports/report.md, plots in reports/plots/ (accuracy against layers and against latency,
-per-language accuracy of teacher and student, training curves), reports/summary.json (the
-headline: the pipeline's only DVC metrics, so the columns of `dvc exp show`) and
-reports/accuracy_by_layers.json (the cascade's average accuracy by depth, a DVC plot that
-`dvc plots diff` draws as one line per experiment).
+per-language accuracy of teacher and student, training curves, accuracy against latency of the
+exported variants), reports/summary.json (the headline: the pipeline's only DVC metrics, so the
+columns of `dvc exp show`) and reports/accuracy_by_layers.json (the cascade's average accuracy
+by depth, a DVC plot that `dvc plots diff` draws as one line per experiment).
 """
 
 import argparse
@@ -85,6 +85,57 @@ def plot_accuracy_vs_latency(metrics: dict, speed: dict, path: Path) -> bool:
     ax.set_xlabel(f"latency, {batch}, length 128 (ms, median)")
     ax.set_ylabel("average test accuracy (%)")
     ax.grid(alpha=0.3)
+    save(fig, path)
+    return True
+
+
+def export_table(exported: dict) -> pd.DataFrame:
+    """Every exported variant next to its PyTorch model: accuracy (the average, its change and
+    the largest drop in one language), agreement, latency and speed-up per timed batch size,
+    size with and without the word embeddings. Per-language figures: reports/export/."""
+    rows = {}
+    for item, r in exported["models"].items():
+        reference = r["variants"]["pytorch-fp32"]["accuracy"]
+        for variant, m in r["variants"].items():
+            accuracy = m["accuracy"]
+            row = {"avg": accuracy["avg"], "avg change": accuracy["avg"] - reference["avg"],
+                   "worst language change": min(accuracy[k] - reference[k]
+                                                for k in accuracy if k != "avg"),
+                   "agreement %": m["agreement"]}
+            for batch, t in m.get("latency", {}).items():
+                row[f"{batch} ms"] = t["ms"]
+                row[f"{batch} speed-up"] = m[f"speedup_{batch}"]
+            row["MB"] = m["bytes_on_disk"] / 1e6
+            row["MB without word embeddings"] = m["bytes_without_word_embeddings"] / 1e6
+            rows[f"{r['model']} ({item}) {variant}"] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+VARIANT_MARKERS = {"pytorch-fp32": "o", "onnx-fp32": "s"}  # quantised variants: "^"
+
+
+def plot_export(exported: dict, path: Path) -> bool:
+    """Average accuracy against latency, a panel per timed batch size: a colour per model, a
+    marker per variant (PyTorch fp32, ONNX fp32, ONNX quantised)."""
+    models = exported["models"]
+    first = next(iter(models.values()))["variants"]["pytorch-fp32"]
+    batches = sorted(first.get("latency", {}), key=lambda b: int(b.removeprefix("batch")))
+    if not batches:
+        return False
+    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for i, (item, r) in enumerate(models.items()):
+            points = [(m["latency"][batch]["ms"], m["accuracy"]["avg"], v)
+                      for v, m in r["variants"].items()]
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=f"C{i}", lw=0.8,
+                    alpha=0.5)
+            for x, y, variant in points:
+                ax.scatter([x], [y], color=f"C{i}", marker=VARIANT_MARKERS.get(variant, "^"),
+                           label=f"{r['model']} ({item}) {variant}")
+        ax.set_xlabel(f"latency, {batch} (ms, median)")
+        ax.set_ylabel("average test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
     save(fig, path)
     return True
 
@@ -185,7 +236,7 @@ def accuracy_by_layers(metrics: dict) -> list[dict]:
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--eval", "--data", "--live", "--out"):
+    for flag in ("--eval", "--export", "--data", "--live", "--out"):
         ap.add_argument(flag, required=True)
     args = ap.parse_args()
     runtime.check_writable(args.out)
@@ -199,6 +250,11 @@ def run():
         raise ConfigError(f"{path}: models {list(metrics)} are not this cascade's {names}")
     summary = json.loads((Path(args.data) / "summary.json").read_text())
     speed = json.loads((Path(args.eval) / "efficiency.json").read_text())
+    export_path = Path(args.export) / "metrics.json"
+    if not export_path.is_file():
+        raise ConfigError(f"{export_path}: missing; run the export and evaluate-export stages "
+                          "first")
+    exported = json.loads(export_path.read_text())
 
     out = Path(args.out)
     plots = out / "plots"
@@ -207,6 +263,7 @@ def run():
     timed = plot_accuracy_vs_latency(metrics, speed, plots / "accuracy_vs_latency.png")
     plot_languages(metrics, plots / "languages.png")
     plot_training(Path(args.live), params, plots / "training.png")
+    export_timed = plot_export(exported, plots / "export.png")
     top = headline(metrics, speed, summary)
     runtime.write_json(out / "summary.json", top)
     runtime.write_json(out / "accuracy_by_layers.json", accuracy_by_layers(metrics))
@@ -236,6 +293,18 @@ def run():
           "of encoder FLOPs (embeddings and head do not shrink with depth).\n",
           efficiency_table(speed).to_markdown(floatfmt=".2f"), "\n",
           *(["![accuracy against latency](plots/accuracy_vs_latency.png)\n"] if timed else []),
+          "## Deployment: ONNX and int8\n",
+          "Each model of `export.models` as PyTorch fp32, ONNX fp32 and ONNX Runtime's dynamic "
+          f"quantisation (`export.quantization: {params['export']['quantization']}`, "
+          f"`per_channel: {str(params['export']['per_channel']).lower()}`), all on the CPU with "
+          f"{exported['threads']} thread(s), on the same test split. Changes (points) are "
+          "against the same model in PyTorch, agreement is the % of test pairs predicted as "
+          "PyTorch predicts them; latency as above, every model and variant taking turns, "
+          "speed-up over the same model in PyTorch. Sizes are the files on disk, then without "
+          "the word-embedding matrix. Per-language accuracy: `reports/export/metrics.json`.\n",
+          export_table(exported).to_markdown(floatfmt=".2f"), "\n",
+          *(["![accuracy against latency of the exported variants](plots/export.png)\n"]
+            if export_timed else []),
           "## Training\n",
           "Throughput and peak memory (CPU: resident memory of the process) of each stage as it "
           "ran; a resumed stage counts only the steps after its checkpoint.\n",

@@ -69,6 +69,14 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert saved["num_hidden_layers"] == int(name[1:])
     report = (repo / "reports/report.md").read_text()
     assert "L4-trunc (truncated)" in report and "## Data" in report
+    # the student exported (export.models: [student]) and measured next to PyTorch
+    exported = json.loads((repo / "reports/export/metrics.json").read_text())
+    variants = exported["models"]["student"]["variants"]
+    assert exported["models"]["student"]["model"] == "L4"
+    assert list(variants) == ["pytorch-fp32", "onnx-fp32", "onnx-int8"]
+    assert variants["onnx-fp32"]["agreement"] == 100.0
+    assert (repo / "data/exported/student/model.int8.onnx").is_file()
+    assert "## Deployment: ONNX and int8" in report and "L4 (student) onnx-int8" in report
     assert (repo / "reports/plots/accuracy_vs_layers.png").stat().st_size > 1000
     summary = json.loads((repo / "reports/summary.json").read_text())
     assert list(summary) == list(HEADLINE)
@@ -103,7 +111,8 @@ def test_repro_then_experiment_with_another_step_count(repo):
     # experiment's commit: the prune-lock stage removed distill@L5 and finetune@L5
     assert "dvc.lock: removed distill@L5, finetune@L5" in out
     stages = set(sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
-    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "prune-lock"} <= stages
+    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "export@student",
+            "evaluate-export", "prune-lock"} <= stages
     assert not stages & {"distill@L5", "finetune@L5"}
     assert set(lock_stages(repo / "dvc.lock")) == stages
     sh(sys.executable, "stages/prune_lock.py", "--check", cwd=repo)

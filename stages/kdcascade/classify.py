@@ -31,20 +31,34 @@ def load_classifier(location: str, pooling: str | None = None):
         location, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_IDS)
 
 
-@torch.no_grad()
-def predict(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
-    """Predicted label of every row, in row order. Rows are batched in order of length, so a
-    batch pads little (NLI pairs padded to their batch's longest in row order hold 2x the tokens)."""
-    model.to(device).eval()
+def logits_in_row_order(forward, df: pd.DataFrame, batch_size: int, pad_token_id: int
+                        ) -> np.ndarray:
+    """forward(batch of padded tensors) -> numpy logits, for every row, in row order. Rows are
+    batched in order of length, so a batch pads little (NLI pairs padded to their batch's
+    longest in row order hold 2x the tokens). Shared by PyTorch and ONNX Runtime prediction."""
     order = np.argsort(df.input_ids.map(len).to_numpy(), kind="stable")
-    preds = []
-    for batch in data.loader(df.iloc[order], batch_size, model.config.pad_token_id):
+    parts = []
+    for batch in data.loader(df.iloc[order], batch_size, pad_token_id):
         batch.pop("labels", None)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        preds.append(logits.argmax(-1).cpu().numpy())
-    out = np.empty(len(df), dtype=np.int64)
-    out[order] = np.concatenate(preds) if preds else []
+        parts.append(forward(batch))
+    out = np.empty((len(df), len(LABELS)), dtype=np.float32)
+    out[order] = np.concatenate(parts) if parts else []
     return out
+
+
+@torch.no_grad()
+def logits(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+    """The model's logits (fp32) of every row, in row order."""
+    model.to(device).eval()
+    return logits_in_row_order(
+        lambda batch: model(**{k: v.to(device) for k, v in batch.items()}
+                            ).logits.float().cpu().numpy(),
+        df, batch_size, model.config.pad_token_id)
+
+
+def predict(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+    """Predicted label of every row, in row order."""
+    return logits(model, df, batch_size, device).argmax(-1)
 
 
 def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:

@@ -45,6 +45,32 @@ def latency(model, batch_size: int, seq_len: int, repeats: int, warmup: int, dev
     return {"ms": round(ms, 2), "examples_per_second": round(batch_size * 1000 / ms, 1)}
 
 
+def random_inputs(vocab_size: int, batch_size: int, seq_len: int, names) -> dict:
+    """The timing batch of `latency`: random ids (seed 0), every token real, token types 0."""
+    ids = torch.randint(1000, vocab_size, (batch_size, seq_len),
+                        generator=torch.Generator().manual_seed(0))
+    made = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids)}
+    return {name: made[name] for name in names}
+
+
+def take_turns(runs: dict, batch_size: int, repeats: int, warmup: int = 2) -> dict:
+    """Median wall time (ms) of each of several callables that take turns, one call of each per
+    round: load from other jobs on the machine slows them alike, so their ratios hold."""
+    times = {name: [] for name in runs}
+    for i in range(warmup + repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, t in times.items():
+        ms = statistics.median(t) * 1000
+        out[name] = {"ms": round(ms, 2), "examples_per_second": round(batch_size * 1000 / ms, 1)}
+    return out
+
+
 def profile(model, folder: Path, cfg: dict, device) -> dict:
     seq = cfg["timing_length"]
     out = {"parameters": count_parameters(model.base_model), "bytes_on_disk": size_on_disk(folder),

@@ -14,8 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-HEAD_CONFIG = "classifier_head.json"
-HEAD_WEIGHTS = "classifier_head.safetensors"
+from .settings import HEAD_CONFIG, HEAD_WEIGHTS
 
 
 class MeanPoolingClassifier(torch.nn.Module):

@@ -108,3 +108,18 @@ def models_of(params: dict) -> dict[str, dict]:
     """Every model of a checked params.yaml, teacher first (see models)."""
     check_params(params)
     return models(*_shape(params))
+
+
+UNIQUE_ROLES = ("teacher", "student", "truncated")  # assistants are several: named by depth
+
+
+def model_named(item: str, models: dict[str, dict], param: str) -> str:
+    """The model an item of a params list means: a model name (`L3`) or the role of exactly
+    one model (`student`, `truncated`, `teacher`)."""
+    if item in models:
+        return item
+    by_role = [name for name, m in models.items() if m["role"] == item]
+    if item in UNIQUE_ROLES and len(by_role) == 1:
+        return by_role[0]
+    raise ConfigError(f"{param}: {item!r} is neither a model of this cascade "
+                      f"({', '.join(models)}) nor one of the roles {', '.join(UNIQUE_ROLES)}")

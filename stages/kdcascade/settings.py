@@ -1,11 +1,19 @@
 """Checks of params sections that need neither a model nor a heavy library: a stage runs them
 before it imports torch, so a bad param costs a fraction of a second."""
 
+import json
 import math
+from pathlib import Path
 
 from .errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# ONNX Runtime's dynamic quantisation: the type the weights are stored in (activations are
+# quantised per batch at run time); none exports the fp32 model only
+QUANTIZATIONS = ("int8", "uint8", "none")
+# a mean-pooling classifier is the encoder's folder plus these two files (kdcascade.heads)
+HEAD_CONFIG = "classifier_head.json"
+HEAD_WEIGHTS = "classifier_head.safetensors"
 
 
 def positive_int(value) -> bool:
@@ -73,3 +81,41 @@ def check_transfer(cfg: dict) -> tuple[float, str]:
         raise ConfigError(f"finetune.transfer.models={models!r}: expected one of "
                           f"{', '.join(TRANSFER_MODELS)}")
     return float(weight), models
+
+
+def check_export_params(cfg: dict) -> str:
+    """The export section: a non-empty list of model names or roles, the quantisation mode
+    (returned) and whether weights get a scale per output channel."""
+    items = cfg.get("models")
+    if (not isinstance(items, list) or not items or len(set(map(str, items))) != len(items)
+            or not all(isinstance(x, str) for x in items)):
+        raise ConfigError(f"export.models={items!r}: expected a non-empty list of distinct "
+                          "model names or roles (student, truncated, teacher)")
+    mode = cfg.get("quantization")
+    if mode not in QUANTIZATIONS:
+        raise ConfigError(f"export.quantization={mode!r}: expected one of "
+                          f"{', '.join(QUANTIZATIONS)}")
+    if not isinstance(cfg.get("per_channel"), bool):
+        raise ConfigError(f"export.per_channel={cfg.get('per_channel')!r}: expected true or false")
+    return mode
+
+
+def classifier_head_of(folder) -> str:
+    """The head a fine-tuned model folder holds, `mean` or `cls`, read from its files alone;
+    a folder without one (a bare encoder, a head's config without its weights) is refused,
+    where loading it would give a randomly initialised head."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder}: no config.json; expected a fine-tuned model folder "
+                          "(run the finetune stage first)")
+    if (folder / HEAD_CONFIG).is_file():
+        if not (folder / HEAD_WEIGHTS).is_file():
+            raise ConfigError(f"{folder}: {HEAD_CONFIG} without {HEAD_WEIGHTS}: the mean-pooling "
+                              "head's weights are missing")
+        return "mean"
+    architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "cls"
+    raise ConfigError(f"{folder}: no classification head (neither {HEAD_WEIGHTS} nor a "
+                      "*ForSequenceClassification config.json); expected a fine-tuned model, "
+                      "not a bare encoder")
