@@ -5,9 +5,10 @@
 
 For every model of export.models: PyTorch fp32, ONNX fp32 and the quantised ONNX variant, all on
 the CPU with the same number of threads: accuracy per language, agreement of predictions with
-PyTorch, latency at evaluate.timing_batches and evaluate.timing_length (median of
-evaluate.timing_repeats after a warm-up run, every model and variant taking turns, so load from
-other jobs shifts them alike) and size on disk with and without the word-embedding matrix.
+PyTorch, latency at evaluate.timing_batches and evaluate.timing_length (after a warm-up round,
+the median of evaluate.timing_repeats rounds or more, until the timed rounds took 2 s, every
+model and variant taking turns in each round, so load from other jobs falls on all of them) and
+size on disk with and without the word-embedding matrix.
 Writes metrics.json, which the report reads (not a DVC metric).
 """
 
@@ -15,6 +16,8 @@ import argparse
 from pathlib import Path
 
 from kdcascade import runtime, schedule, settings
+
+MIN_TIMED_SECONDS = 2.0
 
 
 def run():
@@ -62,8 +65,10 @@ def run():
                          vocab, batch, timing["timing_length"], names))
                      for item, (variants, vocab, names) in runs.items()
                      for variant, engine in variants.items()}
-            # one warm-up round: ONNX Runtime and PyTorch are warm after one call
-            times = efficiency.take_turns(calls, batch, timing["timing_repeats"], warmup=1)
+            # one warm-up round (both engines are warm after one call); at least 2 s of timed
+            # rounds, so batch 1 (tens of ms a call) gets dozens of samples, not 3
+            times = efficiency.take_turns(calls, batch, timing["timing_repeats"], warmup=1,
+                                          min_seconds=MIN_TIMED_SECONDS)
             for (item, variant), t in times.items():
                 measured = results[item]["variants"]
                 measured[variant].setdefault("latency", {})[f"batch{batch}"] = t

@@ -299,8 +299,10 @@ def run():
           f"`per_channel: {str(params['export']['per_channel']).lower()}`), all on the CPU with "
           f"{exported['threads']} thread(s), on the same test split. Changes (points) are "
           "against the same model in PyTorch, agreement is the % of test pairs predicted as "
-          "PyTorch predicts them; latency as above, every model and variant taking turns, "
-          "speed-up over the same model in PyTorch. Sizes are the files on disk, then without "
+          "PyTorch predicts them; latency at the shapes above, median of at least "
+          f"{params['evaluate']['timing_repeats']} rounds (more until they took 2 s) after a "
+          "warm-up round, every model and variant taking turns; speed-up over the same model in "
+          "PyTorch. Sizes are the files on disk, then without "
           "the word-embedding matrix. Per-language accuracy: `reports/export/metrics.json`.\n",
           export_table(exported).to_markdown(floatfmt=".2f"), "\n",
           *(["![accuracy against latency of the exported variants](plots/export.png)\n"]

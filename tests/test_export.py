@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,16 @@ def test_timing_takes_turns_and_sizes_a_pytorch_folder(exported, tmp_path):
     times = efficiency.take_turns({v: exporting.runner(e, feed) for v, e in variants.items()},
                                   batch_size=2, repeats=2, warmup=1)
     assert set(times) == set(variants) and all(t["ms"] > 0 for t in times.values())
+    assert {t["runs"] for t in times.values()} == {2}
+    # fast calls get more rounds, until the timed rounds took min_seconds (or max_repeats)
+    calls = []
+    times = efficiency.take_turns({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                  batch_size=1, repeats=3, warmup=1, min_seconds=10.0,
+                                  max_repeats=7)
+    assert calls == ["a", "b"] * 8 and times["a"]["runs"] == times["b"]["runs"] == 7
+    times = efficiency.take_turns({"slow": lambda: time.sleep(0.02)}, batch_size=1, repeats=2,
+                                  warmup=0, min_seconds=0.1)
+    assert 2 < times["slow"]["runs"] <= 5 and times["slow"]["ms"] >= 20  # 20 ms a call
     model.save_pretrained(tmp_path)
     sizes = exporting.sizes(variants, model, tmp_path, folder, manifest)
     assert sizes[exporting.PYTORCH]["bytes_on_disk"] - sizes[exporting.PYTORCH][

@@ -54,20 +54,30 @@ def random_inputs(vocab_size: int, batch_size: int, seq_len: int, names) -> dict
     return {name: made[name] for name in names}
 
 
-def take_turns(runs: dict, batch_size: int, repeats: int, warmup: int = 2) -> dict:
+def take_turns(runs: dict, batch_size: int, repeats: int, warmup: int = 2,
+               min_seconds: float = 0.0, max_repeats: int = 50) -> dict:
     """Median wall time (ms) of each of several callables that take turns, one call of each per
-    round: load from other jobs on the machine slows them alike, so their ratios hold."""
+    round: load from other jobs on the machine falls on all of them. After `warmup` rounds,
+    `repeats` timed rounds, and more (up to `max_repeats`) until the timed rounds took
+    `min_seconds`: a fast call (batch 1) gets enough samples for a stable median at little
+    cost, a slow one (batch 32) no more than `repeats`. Also returns the number of rounds."""
     times = {name: [] for name in runs}
-    for i in range(warmup + repeats):
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    spent, rounds = 0.0, 0
+    while rounds < repeats or (spent < min_seconds and rounds < max_repeats):
         for name, run in runs.items():
             start = time.perf_counter()
             run()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+            times[name].append(time.perf_counter() - start)
+            spent += times[name][-1]
+        rounds += 1
     out = {}
     for name, t in times.items():
         ms = statistics.median(t) * 1000
-        out[name] = {"ms": round(ms, 2), "examples_per_second": round(batch_size * 1000 / ms, 1)}
+        out[name] = {"ms": round(ms, 2), "examples_per_second": round(batch_size * 1000 / ms, 1),
+                     "runs": len(t)}
     return out
 
 
