@@ -60,7 +60,7 @@ def take_turns(runs: dict, batch_size: int, repeats: int, warmup: int = 2,
     round: load from other jobs on the machine falls on all of them. After `warmup` rounds,
     `repeats` timed rounds, and more (up to `max_repeats`) until the timed rounds took
     `min_seconds`: a fast call (batch 1) gets enough samples for a stable median at little
-    cost, a slow one (batch 32) no more than `repeats`. Also returns the number of rounds."""
+    cost, a slow one (batch 32) no more than `repeats`. Each entry says how many calls it timed."""
     times = {name: [] for name in runs}
     for _ in range(warmup):
         for run in runs.values():
