@@ -1,5 +1,6 @@
 """End to end: the real `dvc repro` and `dvc exp run` in a temporary copy of the repo (tiny preset)."""
 
+import io
 import json
 import os
 import re
@@ -93,16 +94,16 @@ def test_repro_then_experiment_with_another_step_count(repo):
 
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "baseline", cwd=repo)
-    # direct distillation, its one step spread over 2 processes by the stage itself
+    # direct distillation at another lr (several processes per stage: tests/test_scale.py)
     out = sh("dvc", "exp", "run", "-n", "direct", "-S", "preset=tiny", "-S", "cascade.steps=1",
-             "-S", "distill.processes=2", cwd=repo)
+             "-S", "distill.lr=0.0003", cwd=repo)
     # only the stages downstream of the changed schedule ran again
     assert "Running stage 'distill@L4'" in out
     assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert composed["cascade"]["distilled_from"] == [{"L4": "L6"}]
     provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
-    assert provenance["processes"] == 2 and provenance["resumed_from_step"] == 0
+    assert provenance["distill"]["lr"] == 0.0003 and provenance["resumed_from_step"] == 0
     assert not (repo / "data/checkpoints/distill/L4").exists()
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert list(metrics) == ["L6", "L4", "L4-trunc"]  # no leftovers of the longer cascade
@@ -140,8 +141,20 @@ def test_repro_then_experiment_with_another_step_count(repo):
     varied = [c for c in columns["direct"] if columns["direct"][c] != columns["baseline"][c]
               and not c.startswith("reports/")]
     assert set(varied) <= {"params.yaml:cascade.steps", "params.yaml:cascade.distilled_from",
-                           "params.yaml:cascade.students", "params.yaml:distill.processes"}
-    assert len(metric_columns) + len(varied) <= 30
+                           "params.yaml:cascade.students", "params.yaml:distill.lr"}
+    # the README's two tables, as DVC prints them: what was varied and what came out, and the
+    # headline with the step count; both fit on a screen
+    params = {c.split(":", 1)[1] for c in columns["direct"] if c.startswith("params.yaml:")}
+    for flags, expected in (
+            (["--only-changed", "--drop", ".*/"],
+             {"cascade.steps", "cascade.distilled_from", "distill.lr"}),
+            (["--drop", ".*[./]|Created", "--keep", r"cascade\.steps"],
+             set(HEADLINE) | {"seed", "cascade.steps"})):
+        table = pd.read_csv(io.StringIO(sh("dvc", "exp", "show", "--csv", *flags, cwd=repo)))
+        cols = [c for c in table.columns if c in params or c in HEADLINE]
+        assert set(cols) >= expected, flags
+        assert set(table.columns) - set(cols) <= EXPERIMENT_COLUMNS, flags
+        assert len(cols) <= 30 and "direct" in set(table["Experiment"].dropna()), flags
 
     # the seed-pooling view reads the same numbers
     (repo / "shown.json").write_text(json.dumps(shown))
@@ -151,6 +164,9 @@ def test_repro_then_experiment_with_another_step_count(repo):
     summary = direct["data"]["metrics"]["reports/summary.json"]["data"]
     assert row["student_avg"] == summary["student_avg"] and row["cascade.steps"] == 1
 
+
+# what `dvc exp show --csv` puts before the metrics and params
+EXPERIMENT_COLUMNS = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
 
 HEADLINE = ("teacher_avg", "student_avg", "truncated_avg", "distill_gain", "retention", "speedup",
             "params_m", "languages", "test_pairs")

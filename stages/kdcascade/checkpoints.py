@@ -42,7 +42,8 @@ def digest_paths(paths) -> str:
 def make_fingerprint(params: dict, inputs: list) -> dict:
     """What a checkpoint must have been made from to be resumed: params, inputs, code."""
     package = Path(__file__).parent
-    code = [Path(sys.argv[0]).resolve(), *sorted(package.glob("*.py"))]
+    script = Path(sys.argv[0])  # the stage script; not a file under `python -c` or a test runner
+    code = [*([script.resolve()] if script.is_file() else []), *sorted(package.glob("*.py"))]
     return {"params": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
             .hexdigest(),
             "inputs": digest_paths(inputs), "code": digest_paths(code)}
