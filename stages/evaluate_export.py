@@ -56,7 +56,8 @@ def run():
         for variant, size in exporting.sizes(variants, model, finetuned, exported,
                                              manifest).items():
             measured[variant].update(size)
-        results[item] = {"model": name, "role": cascade[name]["role"], "variants": measured}
+        results[item] = {"model": name, "role": cascade[name]["role"], "variants": measured,
+                         "vocabulary": manifest.get("vocabulary")}
         runs[item] = (variants, model.config.vocab_size, manifest["inputs"])
 
     if timing["timing_repeats"] > 0:

@@ -111,6 +111,17 @@ def export_table(exported: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def vocabulary_note(exported: dict) -> str:
+    """What export.vocabulary: seen kept, per exported model ("" when nothing was trimmed)."""
+    kept = [f"{r['model']} ({item}) {v['tokens']} of {v['of']}"
+            for item, r in exported["models"].items() if (v := r.get("vocabulary"))]
+    if not kept:
+        return ""
+    return (" The ONNX variants keep the word embeddings of the tokens of the prepared train, "
+            "dev, distill and transfer splits only (`export.vocabulary: seen`; any other token "
+            f"reads as the unknown token): {', '.join(kept)} tokens.")
+
+
 VARIANT_MARKERS = {"pytorch-fp32": "o", "onnx-fp32": "s"}  # quantised variants: "^"
 
 
@@ -303,7 +314,8 @@ def run():
           f"{params['evaluate']['timing_repeats']} rounds (more until they took 2 s) after a "
           "warm-up round, every model and variant taking turns; speed-up over the same model in "
           "PyTorch. Sizes are the files on disk, then without "
-          "the word-embedding matrix. Per-language accuracy: `reports/export/metrics.json`.\n",
+          "the word-embedding matrix. Per-language accuracy: `reports/export/metrics.json`."
+          f"{vocabulary_note(exported)}\n",
           export_table(exported).to_markdown(floatfmt=".2f"), "\n",
           *(["![accuracy against latency of the exported variants](plots/export.png)\n"]
             if export_timed else []),

@@ -128,6 +128,78 @@ def test_roles_name_models_and_quantisation_modes_are_checked():
     with pytest.raises(ConfigError, match="export.per_channel='yes': expected true or false"):
         settings.check_export_params({"models": ["student"], "quantization": "int8",
                                       "per_channel": "yes"})
+    with pytest.raises(ConfigError, match="export.vocabulary='used': expected full .* or seen"):
+        settings.check_export_params({"models": ["student"], "quantization": "int8",
+                                      "per_channel": True, "vocabulary": "used"})
+
+
+def test_a_trimmed_vocabulary_keeps_the_logits_of_kept_tokens(minilm_path, tmp_path):
+    """Trimmed to the tokens of some pairs: those pairs get the full model's logits, in PyTorch
+    and in the exported graph; any other token reads as the unknown token; the word-embedding
+    matrix shrinks to the kept rows (plus an id table of one int32 per token of the tokenizer)."""
+    tokenizer = models.load_tokenizer(minilm_path)
+    seen, _ = data.tokenize_pairs(tokenizer, generate_nli("en", 20, seed=3), MAX_LENGTH)
+    keep = {int(i) for ids in seen.input_ids for i in ids}
+    full = tiny_classifier(minilm_path)
+    reference = classify.logits(full, seen, 8, torch.device("cpu"))
+    model = tiny_classifier(minilm_path)
+    manifest = exporting.export(model, tokenizer, tmp_path, "int8", True, MAX_LENGTH,
+                                keep_tokens=keep)
+    kept = len(keep | set(tokenizer.all_special_ids))
+    assert manifest["vocabulary"] == {"tokens": kept, "of": 30522} and kept < 200
+    np.testing.assert_allclose(classify.logits(model, seen, 8, torch.device("cpu")), reference,
+                               atol=1e-6)
+    onnx_fp32 = exporting.onnx_logits(exporting.session(tmp_path / "model.onnx"), seen, 8, 0)
+    np.testing.assert_allclose(onnx_fp32, reference, atol=1e-4, rtol=1e-4)
+    # a token never seen is the unknown token, in the graph as in PyTorch
+    unseen = next(i for i in range(1000, 30522) if i not in keep)
+    row = seen.iloc[:1].copy()
+    row.at[row.index[0], "input_ids"] = np.array([*row.input_ids.iloc[0][:-1], unseen,
+                                                  row.input_ids.iloc[0][-1]])
+    row.at[row.index[0], "token_type_ids"] = np.array([*row.token_type_ids.iloc[0], 1])
+    as_unk = row.copy()
+    as_unk.at[as_unk.index[0], "input_ids"] = np.where(
+        row.input_ids.iloc[0] == unseen, tokenizer.unk_token_id, row.input_ids.iloc[0])
+    np.testing.assert_allclose(
+        exporting.onnx_logits(exporting.session(tmp_path / "model.onnx"), row, 1, 0),
+        classify.logits(full, as_unk, 1, torch.device("cpu")), atol=1e-4, rtol=1e-4)
+    total, words = exporting.onnx_bytes(tmp_path / "model.onnx", (kept, 384), 30522)
+    assert words == kept * 384 * 4 + 30522 * 4 and total < 30522 * 384 * 4 / 2
+    _, words = exporting.onnx_bytes(tmp_path / "model.int8.onnx", (kept, 384), 30522)
+    assert words == kept * 384 + 30522 * 4  # the rows in 8 bits, the id table as it was
+
+
+def test_a_trimmed_export_needs_splits_other_than_test(workdir, minilm_path):
+    finetuned_folder(workdir, minilm_path)
+    prepared_test_split(workdir, minilm_path)
+    edit_params(workdir, lambda p: p["export"].update(vocabulary="seen"))
+    out = call_stage(workdir, "export.py", "--model", "student", "--finetuned", "ft",
+                     "--out", "exp/student")
+    assert_one_line_error(out, "export.vocabulary=seen: give --data")
+    out = call_stage(workdir, "export.py", "--model", "student", "--finetuned", "ft",
+                     "--data", "prep", "--out", "exp/student")
+    assert_one_line_error(out, "prep: no train, dev, distill, transfer split")
+    assert not (workdir / "exp").exists()
+    # with a train split: its tokens are kept, and evaluate-export measures the trimmed graph
+    # against the full PyTorch model on test pairs that hold tokens train does not
+    pairs = generate_nli("en", 4, seed=5)
+    train, _ = data.tokenize_pairs(models.load_tokenizer(minilm_path), pairs, MAX_LENGTH)
+    data.write_parquet(train, workdir / "prep" / "train.parquet")
+    edit_params(workdir, lambda p: p["evaluate"].update(timing_repeats=0))
+    out = call_stage(workdir, "export.py", "--model", "student", "--finetuned", "ft",
+                     "--data", "prep", "--out", "exp/student")
+    assert out.returncode == 0, out.stderr
+    kept = {int(i) for ids in train.input_ids for i in ids}
+    assert f"{len(kept | set(models.load_tokenizer(minilm_path).all_special_ids))} of 30522 " \
+        "tokens kept" in out.stdout
+    out = call_stage(workdir, "evaluate_export.py", "--exported", "exp", "--finetuned", "ft",
+                     "--data", "prep", "--out", "rep")
+    assert out.returncode == 0, out.stderr
+    measured = json.loads((workdir / "rep" / "metrics.json").read_text())
+    import report
+    assert "L3 (student) " in report.vocabulary_note(measured)
+    variants = measured["models"]["student"]["variants"]
+    assert variants["onnx-fp32"]["bytes_on_disk"] < variants["pytorch-fp32"]["bytes_on_disk"] / 3
 
 
 def finetuned_folder(workdir, minilm_path):

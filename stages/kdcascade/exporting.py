@@ -60,6 +60,43 @@ class Logits(torch.nn.Module):
                           token_type_ids=token_type_ids).logits
 
 
+class TrimmedEmbedding(torch.nn.Module):
+    """The word embeddings of some token ids only. An id is first looked up in `remap` (its
+    row, or the unknown token's row for an id not kept), so the tokenizer stays as it is and
+    the exported graph takes the same ids."""
+
+    def __init__(self, full: torch.nn.Embedding, keep, unk_id: int):
+        super().__init__()
+        keep = sorted(set(map(int, keep)) | {int(unk_id)})
+        rows = torch.arange(len(keep), dtype=torch.int32)
+        remap = torch.full((full.num_embeddings,), keep.index(int(unk_id)), dtype=torch.int32)
+        remap[torch.tensor(keep)] = rows
+        self.register_buffer("remap", remap)
+        self.rows = torch.nn.Embedding.from_pretrained(full.weight.detach()[keep].clone())
+
+    def forward(self, input_ids):
+        return self.rows(self.remap[input_ids])
+
+
+def seen_token_ids(paths) -> set[int]:
+    """Every token id of some prepared splits (settings.seen_splits)."""
+    import pandas as pd
+
+    return {int(i) for path in paths
+            for ids in pd.read_parquet(path, columns=["input_ids"]).input_ids for i in ids}
+
+
+def trim_vocabulary(model, tokenizer, keep) -> dict:
+    """Replace the model's word embeddings by the rows of `keep` and the special tokens
+    (TrimmedEmbedding); returns how many of how many tokens remain."""
+    words = model.base_model.get_input_embeddings()
+    keep = set(keep) | set(tokenizer.all_special_ids)
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
+    model.base_model.set_input_embeddings(TrimmedEmbedding(words, keep, unk))
+    return {"tokens": model.base_model.get_input_embeddings().rows.num_embeddings,
+            "of": words.num_embeddings}
+
+
 def to_onnx(model, path: Path, names: list[str]) -> None:
     """Trace the classifier (fp32, CPU) into one self-contained .onnx file; batch and sequence
     length stay dynamic. One row of the example batch is padded, so the trace keeps the
@@ -138,13 +175,17 @@ def save_tokenizer(tokenizer, folder: Path, max_length: int) -> None:
 
 
 def export(model, tokenizer, folder: Path, mode: str, per_channel: bool, max_length: int,
-           about: dict | None = None) -> dict:
+           about: dict | None = None, keep_tokens=None) -> dict:
     """model.onnx (fp32) and, unless mode is none, model.<mode>.onnx in `folder` (quantize), the
     tokenizer (save_tokenizer) and the manifest export.json (`about`, then the labels, inputs,
-    variants and their files), which it returns. A fp32 graph whose logits differ from
-    PyTorch's by more than TOLERANCE is refused."""
+    variants and their files), which it returns. With `keep_tokens`, the word embeddings keep
+    those rows only (trim_vocabulary: the model is changed in place). A fp32 graph whose logits
+    differ from the (trimmed) PyTorch model's by more than TOLERANCE is refused."""
     folder = Path(folder)
     names = input_names(tokenizer)
+    vocabulary = None
+    if keep_tokens is not None:
+        vocabulary = trim_vocabulary(model, tokenizer, keep_tokens)
     to_onnx(model, folder / FP32_FILE, names)
     difference = max_difference(model, session(folder / FP32_FILE), names)
     if not difference <= TOLERANCE:
@@ -158,6 +199,7 @@ def export(model, tokenizer, folder: Path, mode: str, per_channel: bool, max_len
     manifest = {**(about or {}), "labels": list(LABELS), "inputs": names,
                 "max_length": max_length, "variants": variants,
                 "per_channel": per_channel if mode != "none" else None, "opset": OPSET,
+                "vocabulary": vocabulary,
                 "max_logit_difference": difference}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
@@ -170,11 +212,14 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def onnx_bytes(path: Path, matrix_shape: tuple[int, int]) -> tuple[int, int]:
-    """Size of an .onnx file and the bytes of its initializers of `matrix_shape` (the word
-    embeddings: fp32 in the exported graph, int8 once quantised)."""
+def onnx_bytes(path: Path, matrix_shape: tuple[int, int], vocab_size: int | None = None
+               ) -> tuple[int, int]:
+    """Size of an .onnx file and the bytes of its word embeddings: its initializers of
+    `matrix_shape` (fp32 in the exported graph, int8 once quantised) and, for a trimmed
+    vocabulary, the id table of `vocab_size` entries."""
     graph = onnx.load(str(path), load_external_data=False).graph
-    matrix = sum(len(t.raw_data) for t in graph.initializer if tuple(t.dims) == matrix_shape)
+    matrix = sum(len(t.raw_data) for t in graph.initializer
+                 if tuple(t.dims) == matrix_shape or (vocab_size and tuple(t.dims) == (vocab_size,)))
     return Path(path).stat().st_size, matrix
 
 
@@ -232,10 +277,12 @@ def agreement(logits: dict[str, np.ndarray], languages, labels) -> dict[str, dic
 
 def sizes(engines_: dict, model, finetuned: Path, exported: Path, manifest: dict) -> dict:
     """Bytes on disk of every variant, with and without the word-embedding matrix."""
-    shape = tuple(model.base_model.get_input_embeddings().weight.shape)
+    vocab, hidden = model.base_model.get_input_embeddings().weight.shape
+    trimmed = manifest.get("vocabulary")
+    shape, table = ((trimmed["tokens"], hidden), vocab) if trimmed else ((vocab, hidden), None)
     out = {}
     for variant in engines_:
         total, words = (pytorch_bytes(model, finetuned) if variant == PYTORCH else
-                        onnx_bytes(Path(exported) / manifest["variants"][variant], shape))
+                        onnx_bytes(Path(exported) / manifest["variants"][variant], shape, table))
         out[variant] = {"bytes_on_disk": total, "bytes_without_word_embeddings": total - words}
     return out

@@ -11,6 +11,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # ONNX Runtime's dynamic quantisation: the type the weights are stored in (activations are
 # quantised per batch at run time); none exports the fp32 model only
 QUANTIZATIONS = ("int8", "uint8", "none")
+VOCABULARIES = ("full", "seen")
 # a mean-pooling classifier is the encoder's folder plus these two files (kdcascade.heads)
 HEAD_CONFIG = "classifier_head.json"
 HEAD_WEIGHTS = "classifier_head.safetensors"
@@ -97,7 +98,25 @@ def check_export_params(cfg: dict) -> str:
                           f"{', '.join(QUANTIZATIONS)}")
     if not isinstance(cfg.get("per_channel"), bool):
         raise ConfigError(f"export.per_channel={cfg.get('per_channel')!r}: expected true or false")
+    if cfg.get("vocabulary", "full") not in VOCABULARIES:
+        raise ConfigError(f"export.vocabulary={cfg.get('vocabulary')!r}: expected full (every "
+                          "token) or seen (the tokens of the prepared splits other than test)")
     return mode
+
+
+# the prepared splits whose tokens a trimmed vocabulary keeps: never test, which measures it
+SEEN_SPLITS = ("train", "dev", "distill", "transfer")
+
+
+def seen_splits(prepared) -> list[Path]:
+    """The files of SEEN_SPLITS in a prepared folder (export.vocabulary: seen); none is an
+    error."""
+    paths = [Path(prepared) / f"{split}.parquet" for split in SEEN_SPLITS]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        raise ConfigError(f"{prepared}: no {', '.join(SEEN_SPLITS)} split to take the "
+                          "vocabulary from (export.vocabulary: seen); run the prepare stage first")
+    return paths
 
 
 def classifier_head_of(folder) -> str:
