@@ -86,6 +86,23 @@ def test_paper_preset_composes_the_papers_cascade(tmp_path):
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3
 
 
+@pytest.mark.parametrize("overrides, objective, transfer, corpus", [
+    ([], {"loss": "hidden_nmse", "map": "skip", "weight": 1.0}, 1.0, "translated_train"),
+    (["method=hidden"], {"loss": "hidden_mse", "map": "shifted", "weight": 1.0}, 0.0, "none"),
+    (["preset=paper"], {"loss": "hidden_mse", "map": "shifted", "weight": 1.0}, 0.0, "none")])
+def test_the_quickstart_distils_in_two_stages_unless_told_otherwise(tmp_path, overrides,
+                                                                     objective, transfer, corpus):
+    """The quickstart preset picks method=twostage; a method on the command line wins, and the
+    other presets keep the default method (hidden)."""
+    out = tmp_path / "params.yaml"
+    compose(out, overrides)
+    params = yaml.safe_load(out.read_text())
+    assert params["distill"]["objectives"] == [objective]
+    assert params["finetune"]["transfer"]["weight"] == transfer
+    assert params["data"]["transfer_corpus"] == corpus
+    assert params["finetune"]["soft_labels"]["weight"] == (0.5 if transfer else 0.0)
+
+
 def test_impossible_schedule_fails_at_composition(tmp_path):
     out = tmp_path / "params.yaml"
     with pytest.raises(ConfigError, match=r"^cascade\.steps=5: expected 1\.\.3"):
