@@ -25,7 +25,7 @@ from test_stage_errors import assert_one_line_error, call_stage, edit_params, ru
 def tiny(params):
     """A few rows, fp32 on CPU: each stage runs in seconds."""
     params["data"].update(languages=["en"], max_length=32,
-                          sizes={"train": 16, "dev": 8, "test": 8, "distill": 8})
+                          sizes={"train": 16, "dev": 8, "test": 8, "distill": 8, "transfer": 8})
     for stage in ("distill", "finetune"):
         params[stage].update(batch_size=4, warmup=0.0, precision="fp32", device="cpu",
                              checkpoint_every=0)
