@@ -92,9 +92,9 @@ def trim_vocabulary(model, tokenizer, keep) -> dict:
     words = model.base_model.get_input_embeddings()
     keep = set(keep) | set(tokenizer.all_special_ids)
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
-    model.base_model.set_input_embeddings(TrimmedEmbedding(words, keep, unk))
-    return {"tokens": model.base_model.get_input_embeddings().rows.num_embeddings,
-            "of": words.num_embeddings}
+    trimmed = TrimmedEmbedding(words, keep, unk)
+    model.base_model.set_input_embeddings(trimmed)
+    return {"tokens": trimmed.rows.num_embeddings, "of": words.num_embeddings}
 
 
 def to_onnx(model, path: Path, names: list[str]) -> None:
@@ -212,15 +212,24 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def onnx_bytes(path: Path, matrix_shape: tuple[int, int], vocab_size: int | None = None
-               ) -> tuple[int, int]:
+def onnx_bytes(path: Path, matrix_shape: tuple[int, int], vocab_size: int | None = None,
+               module: str = "") -> tuple[int, int]:
     """Size of an .onnx file and the bytes of its word embeddings: its initializers of
     `matrix_shape` (fp32 in the exported graph, int8 once quantised) and, for a trimmed
-    vocabulary, the id table of `vocab_size` entries."""
+    vocabulary, the id table of `vocab_size` entries; with `module` (the embedding's name in
+    the classifier), only those under that name, so that a trimmed matrix of as many rows as
+    the position embeddings or a hidden layer is not mistaken for them."""
     graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {matrix_shape, (vocab_size,)} if vocab_size else {matrix_shape}
     matrix = sum(len(t.raw_data) for t in graph.initializer
-                 if tuple(t.dims) == matrix_shape or (vocab_size and tuple(t.dims) == (vocab_size,)))
+                 if tuple(t.dims) in shapes and t.name.startswith(module))
     return Path(path).stat().st_size, matrix
+
+
+def embedding_module(model) -> str:
+    """The word embeddings' name in the traced graph (Logits wraps the classifier as `model`)."""
+    words = model.base_model.get_input_embeddings()
+    return next(f"model.{name}." for name, m in model.named_modules() if m is words)
 
 
 def pytorch_bytes(model, folder: Path) -> tuple[int, int]:
@@ -280,9 +289,11 @@ def sizes(engines_: dict, model, finetuned: Path, exported: Path, manifest: dict
     vocab, hidden = model.base_model.get_input_embeddings().weight.shape
     trimmed = manifest.get("vocabulary")
     shape, table = ((trimmed["tokens"], hidden), vocab) if trimmed else ((vocab, hidden), None)
+    module = embedding_module(model)
     out = {}
     for variant in engines_:
         total, words = (pytorch_bytes(model, finetuned) if variant == PYTORCH else
-                        onnx_bytes(Path(exported) / manifest["variants"][variant], shape, table))
+                        onnx_bytes(Path(exported) / manifest["variants"][variant], shape, table,
+                                   module))
         out[variant] = {"bytes_on_disk": total, "bytes_without_word_embeddings": total - words}
     return out
