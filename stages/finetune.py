@@ -1,15 +1,18 @@
 """Stages `finetune-teacher` and `finetune@<model>`: fine-tune one model of the cascade on NLI.
 
-    python stages/finetune.py --model L5 --models data/models --data data/prepared \
-        --out data/finetuned/L5 --live reports/live/finetune/L5 \
-        [--checkpoints data/checkpoints/finetune/L5]
+    python stages/finetune.py --model L6 --models data/models --data data/prepared \
+        --out data/finetuned/L6 --live reports/live/finetune/L6 \
+        [--logits-out data/teacher_logits] [--checkpoints data/checkpoints/finetune/L6]
+    python stages/finetune.py --model L5 ... --teacher-logits data/teacher_logits
 
-The checkpoint is chosen on dev (finetune.select_on), never on test. With
---teacher-finetuned and finetune.soft_labels.weight > 0 the model also learns from the fine-tuned
-teacher's logits (task-specific distillation); with finetune.transfer.weight > 0 a distilled
-model (or every model, transfer.models=all) also learns them on the unlabeled pairs of
-data/prepared/transfer.parquet (data.transfer_corpus). With finetune.processes > 1 it runs under
-`accelerate launch`; a killed run resumes from its last checkpoint.
+The checkpoint is chosen on dev (finetune.select_on), never on test. With --logits-out (the
+teacher) the stage then writes the fine-tuned model's logits on the splits the others learn
+them on (kdcascade.teacher_logits). With --teacher-logits and finetune.soft_labels.weight > 0 a
+model also learns from those logits (task-specific distillation); with
+finetune.transfer.weight > 0 a distilled model (or every model, transfer.models=all) also learns
+them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus). With
+finetune.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
+checkpoint.
 """
 
 import argparse
@@ -23,10 +26,11 @@ def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--model", "--models", "--data", "--out", "--live"):
         ap.add_argument(flag, required=True)
-    ap.add_argument("--teacher-finetuned", help="the fine-tuned teacher, for soft labels")
+    ap.add_argument("--teacher-logits", help="the fine-tuned teacher's logits, for soft labels")
+    ap.add_argument("--logits-out", help="write this model's logits there (the teacher's stage)")
     ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
     args = ap.parse_args()
-    runtime.check_writable(args.out, args.live, args.checkpoints)
+    runtime.check_writable(args.out, args.live, args.checkpoints, args.logits_out)
     params = runtime.load_params()
     names = schedule.models_of(params)
     cfg, seed = params["finetune"], runtime.seed_of(params)
@@ -36,10 +40,11 @@ def run():
     weight, _ = settings.check_soft_labels(cfg)
     transfer_weight, transfer_models = settings.check_transfer(cfg)
     distilled = args.model in schedule.steps_of(params)
-    transfer_on = args.teacher_finetuned and transfer_weight > 0 and (
+    transfer_on = bool(args.teacher_logits) and transfer_weight > 0 and (
         distilled or transfer_models == "all")
+    soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
     # the params are sound: now the heavy imports (torch, transformers, accelerate)
-    from kdcascade import checkpoints, classify, data, launch, models, training
+    from kdcascade import checkpoints, classify, data, launch, models, teacher_logits, training
 
     training.check_device(cfg, "finetune")
     train = data.read_split(args.data, "train")
@@ -50,7 +55,11 @@ def run():
         raise ConfigError(f"finetune.transfer.weight={transfer_weight}: "
                           f"{Path(args.data) / 'transfer.parquet'} has no pairs; set "
                           "data.transfer_corpus (translated_train or distill)")
-    soft_teacher = args.teacher_finetuned if weight > 0 or transfer_on else None
+    if soft_on:
+        train, transfer = (None if df is None else classify.with_teacher_logits(
+            df, teacher_logits.read(args.teacher_logits, split, Path(args.data) /
+                                    f"{split}.parquet", len(df)))
+            for split, df in (("train", train), ("transfer", transfer)))
     launch.relaunch(cfg)
 
     accelerator = training.accelerator_for(cfg)
@@ -58,28 +67,49 @@ def run():
     model_dir = Path(args.models) / args.model
     model = classify.load_classifier(str(model_dir), cfg["pooling"])
     models.freeze(model, cfg["freeze"])
-    teacher = classify.load_classifier(soft_teacher) if soft_teacher else None
     stage_params = {"finetune": cfg, "seed": seed}
     inputs = [model_dir, Path(args.data) / "train.parquet", Path(args.data) / "dev.parquet"] + (
-        [Path(args.data) / "transfer.parquet"] if transfer_on else [])
+        [Path(args.data) / "transfer.parquet"] if transfer_on else []) + (
+        [args.teacher_logits] if soft_on else [])
     saved = checkpoints.Checkpoints(args.checkpoints, cfg.get("checkpoint_every", 0),
-                                    {**stage_params, "model": args.model},
-                                    inputs + ([soft_teacher] if soft_teacher else []),
+                                    {**stage_params, "model": args.model}, inputs,
                                     accelerator, args.live)
     resumed = saved.find()
     with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
         stats = classify.finetune(model, train, dev, cfg, live, accelerator, seed,
-                                  desc=f"finetune {args.model}", teacher=teacher,
-                                  checkpoints=saved, transfer=transfer)
+                                  desc=f"finetune {args.model}", checkpoints=saved,
+                                  transfer=transfer)
         for key, value in stats.items():
             live.summary[key] = value
         if accelerator.is_main_process:  # inside the live block: a failed save removes the logs
+            logits = logits_to_share(model, args.data, cfg, accelerator.device
+                                     ) if args.logits_out else None
             models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
                               f"finetune@{args.model}", {**stage_params, **training.run_facts(
                                   accelerator, cfg, resumed)})
+            if logits is not None:
+                with runtime.atomic_dir(args.logits_out) as tmp:
+                    teacher_logits.write(tmp, logits)
             print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()
+
+
+def logits_to_share(model, prepared, cfg: dict, device) -> dict:
+    """{split: (file, logits)} of the fine-tuned teacher on what the others learn from: train
+    when soft labels or transfer are on, transfer (if it has pairs) when transfer is on."""
+    from kdcascade import classify, data
+
+    transfer = settings.check_transfer(cfg)[0] > 0
+    wanted = (["train"] if transfer or settings.check_soft_labels(cfg)[0] > 0 else []) + (
+        ["transfer"] if transfer else [])
+    out = {}
+    for split in wanted:
+        df = data.read_split(prepared, split)
+        if len(df):
+            out[split] = (Path(prepared) / f"{split}.parquet",
+                          classify.logits(model, df, cfg["batch_size"] * 2, device))
+    return out
 
 
 if __name__ == "__main__":

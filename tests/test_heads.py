@@ -57,7 +57,8 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
     cfg = {"epochs": 1, "lr": 1e-3, "warmup": 0.0, "weight_decay": 0.0, "batch_size": 4,
            "evals_per_epoch": 1, "soft_labels": {"weight": 0.5, "temperature": 2.0}}
     live = Recorder()
-    classify.finetune(student, pairs, pairs, cfg, live, accelerator, 0, teacher=teacher)
+    soft = classify.with_teacher_logits(pairs, classify.logits(teacher, pairs, 4, "cpu"))
+    classify.finetune(student, soft, pairs, cfg, live, accelerator, 0)
     logged = dict(live.logged)
     assert logged["train/soft_label_kl"] > 0 and "train/cross_entropy" in logged
     # the terms are logged weighted: they add up to the loss
@@ -87,14 +88,13 @@ def test_transfer_pairs_learn_only_the_teachers_logits(minilm_path):
     encoder = models.load_encoder(minilm_path)
     teacher = heads.MeanPoolingClassifier(models.truncate(encoder, [0, 1]), list(LABELS)).eval()
     student = heads.MeanPoolingClassifier(models.truncate(encoder, [0]), list(LABELS)).eval()
-    batch = {"input_ids": torch.tensor([[101, 2000, 102], [101, 2001, 102], [101, 2002, 102]]),
-             "attention_mask": torch.ones(3, 3, dtype=torch.long),
-             "labels": torch.tensor([2, classify.UNLABELED, 0])}
-    module = classify.FinetuneModule(student, teacher, weight=0.25, temperature=2.0, transfer=3.0)
-    loss, terms = module(batch)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {"input_ids": torch.tensor([[101, 2000, 102], [101, 2001, 102], [101, 2002, 102]]),
+              "attention_mask": torch.ones(3, 3, dtype=torch.long)}
     with torch.no_grad():
         s, t = student(**inputs).logits, teacher(**inputs).logits
+    batch = {**inputs, "labels": torch.tensor([2, classify.UNLABELED, 0]), "teacher_logits": t}
+    module = classify.FinetuneModule(student, weight=0.25, temperature=2.0, transfer=3.0)
+    loss, terms = module(batch)
     ps, pt = F.softmax(s / 2, -1), F.softmax(t / 2, -1)
     kl = (pt * (pt.log() - ps.log())).sum(-1) * 4
     ce = F.cross_entropy(s, torch.tensor([2, 0, 0]), reduction="none")

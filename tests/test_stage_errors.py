@@ -120,11 +120,37 @@ def test_transfer_without_pairs_or_with_a_bad_weight(workdir):
     pd.DataFrame({"language": [], "premise": [], "hypothesis": [], "input_ids": [],
                   "token_type_ids": []}).to_parquet(prep / "transfer.parquet")
     args = ("--model", "L5", "--models", "m", "--data", "d", "--out", "o", "--live", "l",
-            "--teacher-finetuned", "t")
+            "--teacher-logits", "t")
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 1.0}))
     out = call_stage(workdir, "finetune.py", *args)
     assert_one_line_error(out, "finetune.transfer.weight=1.0", "d/transfer.parquet has no pairs",
                           "data.transfer_corpus")
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": -2}))
     assert_one_line_error(call_stage(workdir, "finetune.py", *args), "transfer.weight=-2")
+    assert not (workdir / "o").exists() and not (workdir / "l").exists()
+
+
+def test_stale_teacher_logits(workdir):
+    """Logits computed from other data than the student's own train split are refused before
+    any model loads."""
+    import numpy as np
+    import pandas as pd
+
+    from kdcascade import teacher_logits
+
+    prep, logits = workdir / "d", workdir / "t"
+    prep.mkdir()
+    logits.mkdir()
+    for split in ("train", "dev"):
+        pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"], "hypothesis": ["c", "d"],
+                      "label": [0, 1], "input_ids": [[1, 2], [1, 3]],
+                      "token_type_ids": [[0, 1], [0, 1]]}).to_parquet(prep / f"{split}.parquet")
+    other = prep / "other.parquet"
+    pd.read_parquet(prep / "train.parquet").iloc[::-1].to_parquet(other)
+    teacher_logits.write(logits, {"train": (other, np.zeros((2, 3)))})
+    edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 0.0}))
+    out = call_stage(workdir, "finetune.py", "--model", "L5", "--models", "m", "--data", "d",
+                     "--out", "o", "--live", "l", "--teacher-logits", "t")
+    assert_one_line_error(out, "t/train.npy: computed from another d/train.parquet",
+                          "finetune-teacher")
     assert not (workdir / "o").exists() and not (workdir / "l").exists()

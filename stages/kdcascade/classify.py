@@ -40,6 +40,7 @@ def logits_in_row_order(forward, df: pd.DataFrame, batch_size: int, pad_token_id
     parts = []
     for batch in data.loader(df.iloc[order], batch_size, pad_token_id):
         batch.pop("labels", None)
+        batch.pop("teacher_logits", None)
         parts.append(forward(batch))
     out = np.empty((len(df), len(LABELS)), dtype=np.float32)
     out[order] = np.concatenate(parts) if parts else []
@@ -74,33 +75,33 @@ def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
 
 
 class FinetuneModule(torch.nn.Module):
-    """What is trained: the classifier. With a fine-tuned `teacher` (kept out of the module's
-    parameters, like the distillation teacher) each labeled row's loss is
+    """What is trained: the classifier. With soft labels on, each row of the batch carries the
+    fine-tuned teacher's logits (`teacher_logits`, computed once by the teacher's stage: no
+    teacher forward here) and each labeled row's loss is
     (1 - w) * cross-entropy + w * KL(teacher || student) at temperature T, times T^2
     (task-specific distillation, Hinton / DistilBERT convention), and each unlabeled row's
     (label -100, the transfer pairs) is `transfer` * the same KL. The batch loss is the mean
     over rows, so a row weighs the same whichever batch or process it lands in."""
 
-    def __init__(self, model, teacher=None, weight: float = 0.0, temperature: float = 1.0,
+    def __init__(self, model, weight: float = 0.0, temperature: float = 1.0,
                  transfer: float = 0.0):
         super().__init__()
         self.model, self.weight, self.temperature, self.transfer = model, weight, temperature, transfer
-        object.__setattr__(self, "teacher", teacher if weight > 0 or transfer > 0 else None)
+        self.soft = weight > 0 or transfer > 0
 
     def forward(self, batch: dict, shares: dict | None = None):
         share = 1.0 if shares is None else shares["example"]
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
         labels = batch["labels"]
         labeled = (labels != UNLABELED).float()
         logits = self.model(**inputs).logits.float()
         ce = F.cross_entropy(logits, labels.clamp_min(0), reduction="none") * labeled
         rows = share / len(labels)
-        if self.teacher is None:
+        if not self.soft:
             return ce.sum() * rows, {}
-        with torch.no_grad():
-            teacher_logits = self.teacher(**inputs).logits.float()
         t = self.temperature
-        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+        kl = F.kl_div(F.log_softmax(logits / t, -1),
+                      F.log_softmax(batch["teacher_logits"].float() / t, -1),
                       reduction="none", log_target=True).sum(-1) * t**2
         # logged weighted, so the terms add up to the loss
         terms = {"cross_entropy": (1 - self.weight) * ce, "soft_label_kl": self.weight * kl * labeled}
@@ -135,24 +136,28 @@ class Best:
         self.accuracy, self.step, self.weights = state["accuracy"], state["step"], state["weights"]
 
 
+def with_teacher_logits(df: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """`df` with the teacher's logits of each row (row order) as the `teacher_logits` column."""
+    return df.assign(teacher_logits=list(np.asarray(values, dtype=np.float32)))
+
+
 def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, accelerator,
-             seed: int, desc: str = "finetune", teacher=None, checkpoints=None,
+             seed: int, desc: str = "finetune", checkpoints=None,
              transfer: pd.DataFrame | None = None) -> dict:
-    """Train on `train` (and, with a teacher, on the unlabeled `transfer` pairs, weighted by
-    finetune.transfer.weight); keep the weights with the best dev accuracy.
+    """Train on `train`. Where the frames carry the teacher's logits (with_teacher_logits), also
+    on its soft labels and on the unlabeled `transfer` pairs, weighted by finetune.soft_labels
+    and finetune.transfer.weight (the teacher itself is fine-tuned without them). Keeps the
+    weights with the best dev accuracy.
 
     Only dev is read for selection: the test split never enters this function.
     """
-    weight, temperature = settings.check_soft_labels(cfg)
-    transfer_weight = settings.check_transfer(cfg)[0] if transfer is not None else 0.0
+    soft = "teacher_logits" in train
+    weight, temperature = settings.check_soft_labels(cfg) if soft else (0.0, 1.0)
+    transfer_weight = settings.check_transfer(cfg)[0] if soft and transfer is not None else 0.0
     if transfer_weight > 0:
         train = pd.concat([train, transfer.assign(label=UNLABELED)], ignore_index=True)
-    kernel = attention_kernel_for(accelerator.device)
-    model.base_model.set_attn_implementation(kernel)
-    if teacher is not None:
-        teacher.base_model.set_attn_implementation(kernel)
-        teacher.to(accelerator.device).eval()
-    module = FinetuneModule(model, teacher, weight, temperature, transfer_weight)
+    model.base_model.set_attn_implementation(attention_kernel_for(accelerator.device))
+    module = FinetuneModule(model, weight, temperature, transfer_weight)
     plan = plan_for(train, cfg, model.config.pad_token_id, seed, accelerator)
     trainer = Trainer(module, cfg, accelerator, len(plan) * cfg["epochs"])
     best = Best()

@@ -86,6 +86,9 @@ class TokenDataset(torch.utils.data.Dataset):
                                if "token_type_ids" in df else None)
         self.labels = (torch.tensor(df.label.to_numpy(), dtype=torch.long) if "label" in df
                        else None)
+        # the fine-tuned teacher's logits of each row (kdcascade.teacher_logits), if attached
+        self.teacher_logits = (torch.from_numpy(np.stack(df.teacher_logits.to_list()).astype(
+            np.float32)) if "teacher_logits" in df else None)
 
     def __len__(self):
         return len(self.input_ids)
@@ -96,6 +99,8 @@ class TokenDataset(torch.utils.data.Dataset):
             item["token_type_ids"] = self.token_type_ids[i]
         if self.labels is not None:
             item["labels"] = self.labels[i]
+        if self.teacher_logits is not None:
+            item["teacher_logits"] = self.teacher_logits[i]
         return item
 
 
@@ -114,8 +119,9 @@ class PadCollator:
         if "token_type_ids" in items[0]:
             batch["token_type_ids"] = pad([it["token_type_ids"] for it in items],
                                           batch_first=True)
-        if "labels" in items[0]:
-            batch["labels"] = torch.stack([it["labels"] for it in items])
+        for key in ("labels", "teacher_logits"):
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items])
         return batch
 
 
