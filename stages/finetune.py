@@ -55,11 +55,20 @@ def run():
         raise ConfigError(f"finetune.transfer.weight={transfer_weight}: "
                           f"{Path(args.data) / 'transfer.parquet'} has no pairs; set "
                           "data.transfer_corpus (translated_train or distill)")
+    # the teacher's stage: the frames it shares its logits on (read once, before training)
+    to_share = {}
+    if args.logits_out and (weight > 0 or transfer_weight > 0):
+        to_share["train"] = train
+        if transfer_weight > 0:
+            to_share["transfer"] = data.read_split(args.data, "transfer")
+
+    def with_logits(split, df):
+        return classify.with_teacher_logits(df, teacher_logits.read(
+            args.teacher_logits, split, Path(args.data) / f"{split}.parquet", len(df)))
+
     if soft_on:
-        train, transfer = (None if df is None else classify.with_teacher_logits(
-            df, teacher_logits.read(args.teacher_logits, split, Path(args.data) /
-                                    f"{split}.parquet", len(df)))
-            for split, df in (("train", train), ("transfer", transfer)))
+        train = with_logits("train", train)
+        transfer = with_logits("transfer", transfer) if transfer is not None else None
     launch.relaunch(cfg)
 
     accelerator = training.accelerator_for(cfg)
@@ -82,34 +91,18 @@ def run():
         for key, value in stats.items():
             live.summary[key] = value
         if accelerator.is_main_process:  # inside the live block: a failed save removes the logs
-            logits = logits_to_share(model, args.data, cfg, accelerator.device
-                                     ) if args.logits_out else None
+            logits = {split: (Path(args.data) / f"{split}.parquet",
+                              classify.logits(model, df, cfg["batch_size"] * 2, accelerator.device))
+                      for split, df in to_share.items() if len(df)}
             models.save_model(model, args.out, models.load_tokenizer(str(model_dir)),
                               f"finetune@{args.model}", {**stage_params, **training.run_facts(
                                   accelerator, cfg, resumed)})
-            if logits is not None:
+            if args.logits_out:
                 with runtime.atomic_dir(args.logits_out) as tmp:
                     teacher_logits.write(tmp, logits)
             print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()
-
-
-def logits_to_share(model, prepared, cfg: dict, device) -> dict:
-    """{split: (file, logits)} of the fine-tuned teacher on what the others learn from: train
-    when soft labels or transfer are on, transfer (if it has pairs) when transfer is on."""
-    from kdcascade import classify, data
-
-    transfer = settings.check_transfer(cfg)[0] > 0
-    wanted = (["train"] if transfer or settings.check_soft_labels(cfg)[0] > 0 else []) + (
-        ["transfer"] if transfer else [])
-    out = {}
-    for split in wanted:
-        df = data.read_split(prepared, split)
-        if len(df):
-            out[split] = (Path(prepared) / f"{split}.parquet",
-                          classify.logits(model, df, cfg["batch_size"] * 2, device))
-    return out
 
 
 if __name__ == "__main__":
