@@ -9,8 +9,8 @@ The checkpoint is chosen on dev (finetune.select_on), never on test. With --logi
 teacher) the stage then writes the fine-tuned model's logits on the splits the others learn
 them on (kdcascade.teacher_logits). With --teacher-logits and finetune.soft_labels.weight > 0 a
 model also learns from those logits (task-specific distillation); with
-finetune.transfer.weight > 0 a distilled model (or every model, transfer.models=all) also learns
-them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus). With
+finetune.transfer.weight > 0 every model (or only the distilled ones, transfer.models=distilled)
+also learns them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus). With
 finetune.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
 checkpoint.
 """
@@ -39,9 +39,8 @@ def run():
     settings.check_training_params(cfg, "finetune")
     weight, _ = settings.check_soft_labels(cfg)
     transfer_weight, transfer_models = settings.check_transfer(cfg)
-    distilled = args.model in schedule.steps_of(params)
-    transfer_on = bool(args.teacher_logits) and transfer_weight > 0 and (
-        distilled or transfer_models == "all")
+    transfer_on = bool(args.teacher_logits) and transfer_weight > 0 and settings.takes_transfer(
+        transfer_models, distilled=args.model in schedule.steps_of(params))
     soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
     # the params are sound: now the heavy imports (torch, transformers, accelerate)
     from kdcascade import checkpoints, classify, data, launch, models, teacher_logits, training

@@ -72,10 +72,13 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
     for bad, words in (({"weight": -1}, r"transfer.weight=-1: expected a number >= 0"),
                        ({"weight": "x"}, "transfer.weight='x'"),
                        ({"weight": 1, "models": "some"}, "transfer.models='some': expected one "
-                                                         "of distilled, all")):
+                                                         "of all, distilled")):
         with pytest.raises(ConfigError, match=words):
             settings.check_transfer({"transfer": bad})
-    assert settings.check_transfer({}) == (0.0, "distilled")
+    assert settings.check_transfer({}) == (0.0, "all")
+    # the truncated baseline (not distilled) gets the pairs unless models=distilled
+    assert [settings.takes_transfer(models, distilled) for models in ("all", "distilled")
+            for distilled in (True, False)] == [True, True, True, False]
 
 
 def test_transfer_pairs_learn_only_the_teachers_logits(minilm_path):

@@ -68,13 +68,13 @@ def check_soft_labels(cfg: dict) -> tuple[float, float]:
     return float(weight), float(temperature)
 
 
-TRANSFER_MODELS = ("distilled", "all")
+TRANSFER_MODELS = ("all", "distilled")
 
 
 def check_transfer(cfg: dict) -> tuple[float, str]:
     """(weight, models) of finetune.transfer; weight 0 turns it off."""
     transfer = cfg.get("transfer") or {}
-    weight, models = transfer.get("weight", 0.0), transfer.get("models", "distilled")
+    weight, models = transfer.get("weight", 0.0), transfer.get("models", "all")
     if (not isinstance(weight, (int, float)) or isinstance(weight, bool)
             or not math.isfinite(weight) or weight < 0):
         raise ConfigError(f"finetune.transfer.weight={weight!r}: expected a number >= 0 (0 = off)")
@@ -82,6 +82,12 @@ def check_transfer(cfg: dict) -> tuple[float, str]:
         raise ConfigError(f"finetune.transfer.models={models!r}: expected one of "
                           f"{', '.join(TRANSFER_MODELS)}")
     return float(weight), models
+
+
+def takes_transfer(models: str, distilled: bool) -> bool:
+    """Whether a model fine-tunes on the transfer pairs: `all` gives them to the truncated
+    baseline too (the same fine-tuning for every model), `distilled` to the distilled ones only."""
+    return models == "all" or distilled
 
 
 def check_export_params(cfg: dict) -> str:
