@@ -10,7 +10,9 @@ teacher) the stage then writes the fine-tuned model's logits on the splits the o
 them on (kdcascade.teacher_logits). With --teacher-logits and finetune.soft_labels.weight > 0 a
 model also learns from those logits (task-specific distillation); with
 finetune.transfer.weight > 0 every model (or only the distilled ones, transfer.models=distilled)
-also learns them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus). With
+also learns them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus).
+With finetune.intermediate.objectives and --teacher-model (the fine-tuned teacher's folder) its
+layers also learn the teacher's hidden states on every batch (TinyBERT's task distillation). With
 finetune.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
 checkpoint.
 """
@@ -28,6 +30,8 @@ def run():
         ap.add_argument(flag, required=True)
     ap.add_argument("--teacher-logits", help="the fine-tuned teacher's logits, for soft labels")
     ap.add_argument("--logits-out", help="write this model's logits there (the teacher's stage)")
+    ap.add_argument("--teacher-model", help="the fine-tuned teacher's folder, for "
+                    "finetune.intermediate")
     ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
     args = ap.parse_args()
     runtime.check_writable(args.out, args.live, args.checkpoints, args.logits_out)
@@ -42,10 +46,21 @@ def run():
     transfer_on = bool(args.teacher_logits) and transfer_weight > 0 and settings.takes_transfer(
         transfer_models, distilled=args.model in schedule.steps_of(params))
     soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
+    layer_terms, layer_models = settings.check_intermediate(cfg)
+    is_teacher = args.model == next(iter(names))  # the teacher comes first
+    layers_on = bool(layer_terms) and not is_teacher and settings.takes_transfer(
+        layer_models, distilled=args.model in schedule.steps_of(params))
+    if layers_on and not args.teacher_model:
+        raise ConfigError("finetune.intermediate.objectives: needs --teacher-model, the "
+                          "fine-tuned teacher's folder (dvc.yaml passes it)")
     # the params are sound: now the heavy imports (torch, transformers, accelerate)
     from kdcascade import checkpoints, classify, data, launch, models, teacher_logits, training
 
     training.check_device(cfg, "finetune")
+    model_dir = Path(args.models) / args.model
+    if layers_on:
+        settings.classifier_head_of(args.teacher_model)
+        classify.check_intermediate(layer_terms, model_dir, args.teacher_model)
     train = data.read_split(args.data, "train")
     settings.check_rows(len(train), cfg, "finetune", Path(args.data) / "train.parquet")
     dev = classify.selection_rows(data.read_split(args.data, "dev"), cfg["select_on"])
@@ -72,13 +87,13 @@ def run():
 
     accelerator = training.accelerator_for(cfg)
     runtime.seed_everything(seed)
-    model_dir = Path(args.models) / args.model
     model = classify.load_classifier(str(model_dir), cfg["pooling"])
     models.freeze(model, cfg["freeze"])
+    teacher = classify.load_classifier(args.teacher_model).base_model if layers_on else None
     stage_params = {"finetune": cfg, "seed": seed}
     inputs = [model_dir, Path(args.data) / "train.parquet", Path(args.data) / "dev.parquet"] + (
         [Path(args.data) / "transfer.parquet"] if transfer_on else []) + (
-        [args.teacher_logits] if soft_on else [])
+        [args.teacher_logits] if soft_on else []) + ([args.teacher_model] if layers_on else [])
     saved = checkpoints.Checkpoints(args.checkpoints, cfg.get("checkpoint_every", 0),
                                     {**stage_params, "model": args.model}, inputs,
                                     accelerator, args.live)
@@ -86,7 +101,7 @@ def run():
     with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
         stats = classify.finetune(model, train, dev, cfg, live, accelerator, seed,
                                   desc=f"finetune {args.model}", checkpoints=saved,
-                                  transfer=transfer)
+                                  transfer=transfer, teacher=teacher)
         for key, value in stats.items():
             live.summary[key] = value
         if accelerator.is_main_process:  # inside the live block: a failed save removes the logs

@@ -199,6 +199,30 @@ def test_finetune_on_two_processes_matches_one(workspace, finetuned):
                                                               ref["best_step"])
 
 
+def test_intermediate_terms_on_two_processes_match_one(workspace, one_process, finetuned):
+    """The distilled L2 fine-tuned with its layers matching the fine-tuned L3's (the stage
+    loads it from --teacher-model): the term is logged, and each process's share of the tokens
+    scales it, so two processes give one process's losses."""
+    layers = {"objectives": [{"loss": "hidden_nmse", "map": "skip", "weight": 1.0}],
+              "models": "all"}
+    runs = []
+    for processes in (1, 2):
+        d = run_dir(workspace, f"ft-layers-{processes}", finetune__intermediate=layers,
+                    finetune__processes=processes)
+        (d / "models" / "L2").symlink_to(one_process / "models" / "L2")
+        stage("finetune.py", d, "--model", "L2", "--models", "models", "--data",
+              workspace / "prepared", "--out", "out", "--live", "live",
+              "--teacher-model", finetuned / "out")
+        runs.append(d)
+    one, two = runs
+    term = logged(one, "train/intermediate_hidden_nmse")
+    assert len(term) == 12 and all(v > 0 for v in term)
+    assert [a + b for a, b in zip(logged(one, "train/cross_entropy"), term)] == pytest.approx(
+        logged(one), rel=1e-5)
+    assert logged(two) == pytest.approx(logged(one), rel=1e-5)
+    assert term == pytest.approx(logged(two, "train/intermediate_hidden_nmse"), rel=1e-5)
+
+
 def test_killed_finetune_resumes_with_its_dev_choice(workspace, finetuned):
     ref = finetuned
     d = run_dir(workspace, "ft-killed")

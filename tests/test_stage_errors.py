@@ -154,3 +154,18 @@ def test_stale_teacher_logits(workdir):
     assert_one_line_error(out, "t/train.npy: computed from another d/train.parquet",
                           "finetune-teacher")
     assert not (workdir / "o").exists() and not (workdir / "l").exists()
+
+
+def test_intermediate_terms_need_the_finetuned_teacher(workdir):
+    """Before any model loads: the fine-tuned teacher's folder must be given and be one."""
+    layers = {"objectives": [{"loss": "hidden_nmse", "map": "skip"}], "models": "all"}
+    edit_params(workdir, lambda p: p["finetune"].update(intermediate=layers))
+    args = ("--model", "L5", "--models", "m", "--data", "d", "--out", "o", "--live", "l")
+    assert_one_line_error(call_stage(workdir, "finetune.py", *args),
+                          "finetune.intermediate.objectives: needs --teacher-model")
+    assert_one_line_error(call_stage(workdir, "finetune.py", *args, "--teacher-model", "ft"),
+                          "ft: no config.json; expected a fine-tuned model folder")
+    edit_params(workdir, lambda p: p["finetune"].update(intermediate={**layers, "models": "x"}))
+    assert_one_line_error(call_stage(workdir, "finetune.py", *args),
+                          "finetune.intermediate.models='x'")
+    assert not (workdir / "o").exists() and not (workdir / "l").exists()

@@ -6,15 +6,16 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from . import data, heads, settings
+from . import data, heads, models, settings
 from .batching import plan_for
 from .errors import ConfigError
-from .models import attention_kernel_for
 from .labels import LABEL_IDS, LABELS
+from .objectives import Objective, check_terms
 from .training import Trainer, run_training
 
 POOLINGS = ("cls", "mean")
 UNLABELED = -100  # the label of a transfer pair: no cross-entropy, the teacher's KL only
+INTERMEDIATE = "finetune.intermediate.objectives"
 
 
 def load_classifier(location: str, pooling: str | None = None):
@@ -81,34 +82,69 @@ class FinetuneModule(torch.nn.Module):
     (1 - w) * cross-entropy + w * KL(teacher || student) at temperature T, times T^2
     (task-specific distillation, Hinton / DistilBERT convention), and each unlabeled row's
     (label -100, the transfer pairs) is `transfer` * the same KL. The batch loss is the mean
-    over rows, so a row weighs the same whichever batch or process it lands in."""
+    over rows, so a row weighs the same whichever batch or process it lands in.
+
+    With a `teacher` encoder and an `objective` (finetune.intermediate: TinyBERT's task
+    distillation of the layers) the fine-tuned teacher runs on every batch, under no_grad and
+    outside the module's parameters as in distillation.DistillModule, and the objective's
+    weighted terms on the two models' hidden states are added to the loss."""
 
     def __init__(self, model, weight: float = 0.0, temperature: float = 1.0,
-                 transfer: float = 0.0):
+                 transfer: float = 0.0, teacher=None, objective=None):
         super().__init__()
         self.model, self.weight, self.temperature, self.transfer = model, weight, temperature, transfer
         self.soft = weight > 0 or transfer > 0
+        self.objective = objective  # a submodule: its projections, if any, train with the model
+        object.__setattr__(self, "teacher", teacher)
 
     def forward(self, batch: dict, shares: dict | None = None):
         share = 1.0 if shares is None else shares["example"]
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
         labels = batch["labels"]
         labeled = (labels != UNLABELED).float()
-        logits = self.model(**inputs).logits.float()
+        layers = self.objective is not None
+        out = self.model(**inputs, output_hidden_states=layers)
+        logits = out.logits.float()
         ce = F.cross_entropy(logits, labels.clamp_min(0), reduction="none") * labeled
         rows = share / len(labels)
-        if not self.soft:
+        if not (self.soft or layers):
             return ce.sum() * rows, {}
-        t = self.temperature
-        kl = F.kl_div(F.log_softmax(logits / t, -1),
-                      F.log_softmax(batch["teacher_logits"].float() / t, -1),
-                      reduction="none", log_target=True).sum(-1) * t**2
         # logged weighted, so the terms add up to the loss
-        terms = {"cross_entropy": (1 - self.weight) * ce, "soft_label_kl": self.weight * kl * labeled}
-        if self.transfer > 0:
-            terms["transfer_kl"] = self.transfer * kl * (1 - labeled)
+        terms = {"cross_entropy": (1 - self.weight) * ce}
+        if self.soft:
+            t = self.temperature
+            kl = F.kl_div(F.log_softmax(logits / t, -1),
+                          F.log_softmax(batch["teacher_logits"].float() / t, -1),
+                          reduction="none", log_target=True).sum(-1) * t**2
+            terms["soft_label_kl"] = self.weight * kl * labeled
+            if self.transfer > 0:
+                terms["transfer_kl"] = self.transfer * kl * (1 - labeled)
         terms = {k: v.sum() * rows for k, v in terms.items()}
+        if layers:
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=True)
+            _, values = self.objective(self.model, self.teacher, out, t_out,
+                                       inputs["attention_mask"], shares)
+            for term in self.objective.terms:
+                terms[f"intermediate_{term.name}"] = term.weight * values[term.name]
         return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
+
+
+def intermediate_module(model, teacher, specs: list[dict], device):
+    """finetune.intermediate's objective between `model` and the fine-tuned `teacher`'s encoder,
+    which is cut at the highest layer a term reads, frozen and moved to `device`."""
+    objective = Objective(specs, model.config, teacher.config, INTERMEDIATE, features=("hidden",))
+    teacher = models.stop_at(teacher, objective.teacher_depth).to(device).eval()
+    teacher.requires_grad_(False)
+    teacher.set_attn_implementation(models.attention_kernel_for(device))
+    return teacher, objective
+
+
+def check_intermediate(specs: list[dict], model_dir, teacher_dir) -> None:
+    """finetune.intermediate's terms against the two models' config.json, before any weights
+    load."""
+    check_terms(specs, models.load_config(model_dir), models.load_config(teacher_dir),
+                INTERMEDIATE, features=("hidden",))
 
 
 def dev_accuracy(model, dev: pd.DataFrame, batch_size: int, accelerator) -> float:
@@ -143,10 +179,11 @@ def with_teacher_logits(df: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
 
 def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, accelerator,
              seed: int, desc: str = "finetune", checkpoints=None,
-             transfer: pd.DataFrame | None = None) -> dict:
+             transfer: pd.DataFrame | None = None, teacher=None) -> dict:
     """Train on `train`. Where the frames carry the teacher's logits (with_teacher_logits), also
     on its soft labels and on the unlabeled `transfer` pairs, weighted by finetune.soft_labels
-    and finetune.transfer.weight (the teacher itself is fine-tuned without them). Keeps the
+    and finetune.transfer.weight (the teacher itself is fine-tuned without them). With the
+    fine-tuned `teacher`'s encoder, also on finetune.intermediate.objectives. Keeps the
     weights with the best dev accuracy.
 
     Only dev is read for selection: the test split never enters this function.
@@ -156,8 +193,12 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, acc
     transfer_weight = settings.check_transfer(cfg)[0] if soft and transfer is not None else 0.0
     if transfer_weight > 0:
         train = pd.concat([train, transfer.assign(label=UNLABELED)], ignore_index=True)
-    model.base_model.set_attn_implementation(attention_kernel_for(accelerator.device))
-    module = FinetuneModule(model, weight, temperature, transfer_weight)
+    model.base_model.set_attn_implementation(models.attention_kernel_for(accelerator.device))
+    objective = None
+    if teacher is not None:
+        teacher, objective = intermediate_module(model, teacher, settings.check_intermediate(
+            cfg)[0], accelerator.device)
+    module = FinetuneModule(model, weight, temperature, transfer_weight, teacher, objective)
     plan = plan_for(train, cfg, model.config.pad_token_id, seed, accelerator)
     trainer = Trainer(module, cfg, accelerator, len(plan) * cfg["epochs"])
     best = Best()

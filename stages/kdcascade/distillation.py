@@ -6,6 +6,7 @@ import torch
 
 from . import models
 from .batching import plan_for
+from .models import stop_at
 from .objectives import Objective, check_terms
 from .training import Trainer, run_training
 
@@ -17,15 +18,6 @@ def check_objective(specs: list[dict], teacher_dir, student_layers: int) -> None
     student_config = copy.deepcopy(teacher_config)
     student_config.num_hidden_layers = student_layers
     check_terms(specs, student_config, teacher_config)
-
-
-def stop_at(teacher: torch.nn.Module, depth: int) -> torch.nn.Module:
-    """Keep only the teacher layers up to `depth`: layers above the highest matched one are
-    never run. The teacher is private to the stage, so it is cut in place."""
-    body = models.encoder_of(teacher)
-    body.encoder.layer = body.encoder.layer[:depth]
-    teacher.config.num_hidden_layers = depth
-    return teacher
 
 
 def model_inputs(batch: dict) -> dict:

@@ -32,15 +32,18 @@ class MeanPoolingClassifier(torch.nn.Module):
     def base_model(self):
         return self.encoder
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None,
+                output_hidden_states=False):
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids,
+                           output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         logits = self.classifier(self.dropout(pooled))
         loss = (torch.nn.functional.cross_entropy(logits.float(), labels)
                 if labels is not None else None)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
     def save_pretrained(self, folder) -> None:
         folder = Path(folder)

@@ -74,6 +74,16 @@ def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
     return getattr(model, model.base_model_prefix, model)
 
 
+def stop_at(teacher: torch.nn.Module, depth: int) -> torch.nn.Module:
+    """Keep only the teacher layers up to `depth`: layers above the highest matched one are
+    never run. The teacher is private to its stage (distillation, fine-tuning with
+    intermediate-layer terms), so it is cut in place."""
+    body = encoder_of(teacher)
+    body.encoder.layer = body.encoder.layer[:depth]
+    teacher.config.num_hidden_layers = depth
+    return teacher
+
+
 def num_layers(model: PreTrainedModel) -> int:
     return model.config.num_hidden_layers
 

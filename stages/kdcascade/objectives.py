@@ -77,14 +77,16 @@ def check_weight(value, where: str) -> float:
     return float(value)
 
 
-def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]:
-    """The terms of `specs`, checked against the two models' configs (layers, widths, heads):
-    a stage calls this with configs alone, so a bad objective fails before any weights load."""
+def check_terms(specs: list[dict], student_config, teacher_config,
+                param: str = "distill.objectives", features=None) -> list[Term]:
+    """The terms of `specs` (the params list `param`), checked against the two models' configs
+    (layers, widths, heads): a stage calls this with configs alone, so a bad objective fails
+    before any weights load. `features`: the model outputs a term may read (None: any)."""
     if not isinstance(specs, (list, tuple)) or not specs:
-        raise ConfigError(f"distill.objectives={specs!r}: expected a list of at least one term")
+        raise ConfigError(f"{param}={specs!r}: expected a list of at least one term")
     terms = []
     for k, spec in enumerate(specs):
-        where = f"distill.objectives[{k}]"
+        where = f"{param}[{k}]"
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}={spec!r}: expected a term like "
                               "{loss: hidden_mse, map: shifted, weight: 1.0}")
@@ -98,6 +100,9 @@ def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]
         if fn_feature == "logits":
             raise ConfigError(f"{where}.loss={name}: soft-label KL needs a task head; the "
                               "distill step matches encoders (task-agnostic distillation)")
+        if features is not None and fn_feature not in features:
+            raise ConfigError(f"{where}.loss={name}: reads '{fn_feature}'; here a term may read "
+                              f"{', '.join(features)} only")
         weight = check_weight(spec.get("weight", 1.0), where)
         pairs = layer_pairs(spec.get("map", "shifted"), student_config.num_hidden_layers,
                             teacher_config.num_hidden_layers, where)
@@ -115,7 +120,7 @@ def check_terms(specs: list[dict], student_config, teacher_config) -> list[Term]
             term.widths = (s_w, t_w)
         terms.append(term)
     if not any(term.weight for term in terms):
-        raise ConfigError("distill.objectives: every weight is 0; nothing would be trained")
+        raise ConfigError(f"{param}: every weight is 0; nothing would be trained")
     return terms
 
 
@@ -132,9 +137,10 @@ def _options(spec, feature, teacher_config, where) -> dict:
 class Objective(torch.nn.Module):
     """The weighted sum of terms; holds the learned projections where widths differ."""
 
-    def __init__(self, specs: list[dict], student_config, teacher_config):
+    def __init__(self, specs: list[dict], student_config, teacher_config,
+                 param: str = "distill.objectives", features=None):
         super().__init__()
-        self.terms = check_terms(specs, student_config, teacher_config)
+        self.terms = check_terms(specs, student_config, teacher_config, param, features)
         self.projections = torch.nn.ModuleDict()
         for term in self.terms:
             if term.widths is not None:

@@ -85,9 +85,25 @@ def check_transfer(cfg: dict) -> tuple[float, str]:
 
 
 def takes_transfer(models: str, distilled: bool) -> bool:
-    """Whether a model fine-tunes on the transfer pairs: `all` gives them to the truncated
-    baseline too (the same fine-tuning for every model), `distilled` to the distilled ones only."""
+    """Whether a model fine-tunes on the transfer pairs (or with intermediate-layer terms):
+    `all` gives them to the truncated baseline too (the same fine-tuning for every model),
+    `distilled` to the distilled ones only."""
     return models == "all" or distilled
+
+
+def check_intermediate(cfg: dict) -> tuple[list, str]:
+    """(objectives, models) of finetune.intermediate: TinyBERT's task distillation of the
+    layers, terms in distill.objectives' syntax matching the fine-tuned teacher's hidden states
+    (checked against the models by objectives.check_terms); an empty list turns it off."""
+    section = cfg.get("intermediate") or {}
+    objectives, models = section.get("objectives") or [], section.get("models", "all")
+    if not isinstance(objectives, list):
+        raise ConfigError(f"finetune.intermediate.objectives={objectives!r}: expected a list of "
+                          "terms like {loss: hidden_nmse, map: skip, weight: 1.0} ([] = off)")
+    if models not in TRANSFER_MODELS:
+        raise ConfigError(f"finetune.intermediate.models={models!r}: expected one of "
+                          f"{', '.join(TRANSFER_MODELS)}")
+    return objectives, models
 
 
 def check_export_params(cfg: dict) -> str:
