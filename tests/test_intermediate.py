@@ -42,7 +42,11 @@ def test_the_term_is_the_hidden_state_error_beside_the_labels(minilm_path):
     assert loss.item() == pytest.approx((ce + 2.0 * mse).item(), rel=1e-4)
     assert terms["intermediate_hidden_mse"].item() == pytest.approx(2.0 * mse.item(), rel=1e-4)
     assert sum(terms.values()).item() == pytest.approx(loss.item(), rel=1e-6)
-    loss.backward()
+    # the term alone (no labeled row) trains the student's layers, never the teacher's
+    unlabeled = torch.full_like(labels, classify.UNLABELED)
+    alone, terms = module({**inputs, "labels": unlabeled})
+    assert alone.item() == pytest.approx(2.0 * mse.item(), rel=1e-4)
+    alone.backward()
     assert student.encoder.encoder.layer[0].output.dense.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in cut.parameters())
 

@@ -120,14 +120,18 @@ class FinetuneModule(torch.nn.Module):
             if self.transfer > 0:
                 terms["transfer_kl"] = self.transfer * kl * (1 - labeled)
         terms = {k: v.sum() * rows for k, v in terms.items()}
+        loss = sum(terms.values())
+        logged = {k: v.detach() for k, v in terms.items()}
         if layers:
             with torch.no_grad():
                 t_out = self.teacher(**inputs, output_hidden_states=True)
-            _, values = self.objective(self.model, self.teacher, out, t_out,
-                                       inputs["attention_mask"], shares)
+            # the objective's values come back detached, for logging; its sum carries the gradient
+            layer_loss, values = self.objective(self.model, self.teacher, out, t_out,
+                                                inputs["attention_mask"], shares)
+            loss = loss + layer_loss
             for term in self.objective.terms:
-                terms[f"intermediate_{term.name}"] = term.weight * values[term.name]
-        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
+                logged[f"intermediate_{term.name}"] = term.weight * values[term.name]
+        return loss, logged
 
 
 def intermediate_module(model, teacher, specs: list[dict], device):
