@@ -43,13 +43,14 @@ def run():
     settings.check_training_params(cfg, "finetune")
     weight, _ = settings.check_soft_labels(cfg)
     transfer_weight, transfer_models = settings.check_transfer(cfg)
+    distilled = args.model in schedule.steps_of(params)
     transfer_on = bool(args.teacher_logits) and transfer_weight > 0 and settings.takes_transfer(
-        transfer_models, distilled=args.model in schedule.steps_of(params))
+        transfer_models, distilled)
     soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
     layer_terms, layer_models = settings.check_intermediate(cfg)
     is_teacher = args.model == next(iter(names))  # the teacher comes first
     layers_on = bool(layer_terms) and not is_teacher and settings.takes_transfer(
-        layer_models, distilled=args.model in schedule.steps_of(params))
+        layer_models, distilled)
     if layers_on and not args.teacher_model:
         raise ConfigError("finetune.intermediate.objectives: needs --teacher-model, the "
                           "fine-tuned teacher's folder (dvc.yaml passes it)")
