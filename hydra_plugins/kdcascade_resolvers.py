@@ -2,7 +2,7 @@
 
 DVC's `foreach` cannot loop over an integer, so `dvc exp run -S cascade.steps=N` works by having
 Hydra compose params.yaml, where these resolvers expand the schedule (kdcascade.schedule.stored)
-into the lists that dvc.yaml loops over. Hydra imports every module of the `hydra_plugins`
+into the lists that dvc.yaml loops over (cascade_learns_from also reads cascade.logits_from). Hydra imports every module of the `hydra_plugins`
 namespace when it scans for plugins.
 """
 
@@ -21,4 +21,4 @@ def _stored(key):
 
 
 OmegaConf.register_new_resolver("cascade_distilled_from", _stored("distilled_from"), replace=True)
-OmegaConf.register_new_resolver("cascade_students", _stored("students"), replace=True)
+OmegaConf.register_new_resolver("cascade_learns_from", _stored("learns_from"), replace=True)

@@ -2,13 +2,15 @@
 
     python stages/finetune.py --model L6 --models data/models --data data/prepared \
         --out data/finetuned/L6 --live reports/live/finetune/L6 \
-        [--logits-out data/teacher_logits] [--checkpoints data/checkpoints/finetune/L6]
-    python stages/finetune.py --model L5 ... --teacher-logits data/teacher_logits
+        [--logits-out data/logits/L6] [--checkpoints data/checkpoints/finetune/L6]
+    python stages/finetune.py --model L5 ... --teacher-logits data/logits/L6
 
-The checkpoint is chosen on dev (finetune.select_on), never on test. With --logits-out (the
-teacher) the stage then writes the fine-tuned model's logits on the splits the others learn
-them on (kdcascade.teacher_logits). With --teacher-logits and finetune.soft_labels.weight > 0 a
-model also learns from those logits (task-specific distillation); with
+The checkpoint is chosen on dev (finetune.select_on), never on test. With --logits-out the stage
+then writes the fine-tuned model's logits on the splits others learn them on
+(kdcascade.teacher_logits). With --teacher-logits (the folder of the
+model it learns from: the teacher, or its predecessor with cascade.logits_from=predecessor) and
+finetune.soft_labels.weight > 0 a model also learns from those logits (task-specific
+distillation); with
 finetune.transfer.weight > 0 every model (or only the distilled ones, transfer.models=distilled)
 also learns them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus).
 With finetune.intermediate.objectives and --teacher-model (the fine-tuned teacher's folder) its
@@ -28,8 +30,10 @@ def run():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--model", "--models", "--data", "--out", "--live"):
         ap.add_argument(flag, required=True)
-    ap.add_argument("--teacher-logits", help="the fine-tuned teacher's logits, for soft labels")
-    ap.add_argument("--logits-out", help="write this model's logits there (the teacher's stage)")
+    ap.add_argument("--teacher-logits", help="the logits this model learns (soft labels, "
+                    "transfer): the folder its source model's stage wrote")
+    ap.add_argument("--logits-out", help="write this model's logits there, for the models that "
+                    "learn them (cascade.learns_from)")
     ap.add_argument("--teacher-model", help="the fine-tuned teacher's folder, for "
                     "finetune.intermediate")
     ap.add_argument("--checkpoints", help="folder for resumable state (finetune.checkpoint_every)")
@@ -48,7 +52,9 @@ def run():
         transfer_models, distilled)
     soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
     layer_terms, layer_models = settings.check_intermediate(cfg)
-    is_teacher = args.model == next(iter(names))  # the teacher comes first
+    teacher_name = next(iter(names))  # the teacher comes first
+    is_teacher = args.model == teacher_name
+    source = schedule.learns_from_of(params).get(args.model)
     layers_on = bool(layer_terms) and not is_teacher and settings.takes_transfer(
         layer_models, distilled)
     if layers_on and not args.teacher_model:
@@ -70,7 +76,8 @@ def run():
         raise ConfigError(f"finetune.transfer.weight={transfer_weight}: "
                           f"{Path(args.data) / 'transfer.parquet'} has no pairs; set "
                           "data.transfer_corpus (translated_train or distill)")
-    # the teacher's stage: the frames it shares its logits on (read once, before training)
+    # the frames this model shares its logits on (read once, before training); every model
+    # shares them, so that which model learns whose (cascade.logits_from) changes no output
     to_share = {}
     if args.logits_out and (weight > 0 or transfer_weight > 0):
         to_share["train"] = train
@@ -79,7 +86,8 @@ def run():
 
     def with_logits(split, df):
         return classify.with_teacher_logits(df, teacher_logits.read(
-            args.teacher_logits, split, Path(args.data) / f"{split}.parquet", len(df)))
+            args.teacher_logits, split, Path(args.data) / f"{split}.parquet", len(df),
+            source, source == teacher_name))
 
     if soft_on:
         train = with_logits("train", train)
@@ -114,7 +122,7 @@ def run():
                                   accelerator, cfg, resumed)})
             if args.logits_out:
                 with runtime.atomic_dir(args.logits_out) as tmp:
-                    teacher_logits.write(tmp, logits)
+                    teacher_logits.write(tmp, args.model, logits)
             print(f"{args.model}: {stats}")
     saved.finish()
     accelerator.end_training()

@@ -25,7 +25,7 @@ def test_rows_for_experiments_with_different_step_counts():
     table = compare.experiments(shown(entry("a", 1, 0, 50.0, "r1"), entry("b", 6, 0, 58.0, "r2")))
     assert list(table.name) == ["main", "a", "b"]
     assert list(table["cascade.steps"]) == [3, 1, 6]
-    assert not any(c.startswith(("cascade.distilled_from", "cascade.students"))
+    assert not any(c.startswith(("cascade.distilled_from", "cascade.learns_from"))
                    for c in table.columns)
 
 

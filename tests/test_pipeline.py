@@ -40,7 +40,8 @@ def repo(tmp_path_factory):
         if (ROOT / rel).is_file() and rel != "dvc.lock" and not rel.startswith("reports/"):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
-    sh(sys.executable, "-m", "kdcascade.compose", "preset=tiny", cwd=dest / "stages")
+    sh(sys.executable, "-m", "kdcascade.compose", "preset=tiny", "cascade.logits_from=predecessor",
+       cwd=dest / "stages")
     sh("git", "init", "-q", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "tiny", cwd=dest)
@@ -59,10 +60,16 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert 0 <= m["accuracy"]["avg"] <= 100
     for name in models:
         assert (repo / "data/finetuned" / name / "config.json").is_file()
-    # the tiny preset turns on soft labels: every student learnt from the teacher's logits
+    # the tiny preset turns on soft labels: every student learnt from logits, with
+    # logits_from=predecessor the assistant's for the student, the teacher's for the others
     for name in models[1:]:
         live = json.loads((repo / f"reports/live/finetune/{name}/metrics.json").read_text())
         assert live["train"]["soft_label_kl"] >= 0 and "cross_entropy" in live["train"]
+    shared = {name: json.loads((repo / f"data/logits/{name}/sources.json").read_text())
+              for name in models}
+    assert all(s["model"] == name and list(s["splits"]) == ["train"] for name, s in shared.items())
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert "--teacher-logits data/logits/L5" in lock["finetune@L4"]["cmd"]
     for name in ("L5", "L4"):
         live = json.loads((repo / f"reports/live/distill/{name}/metrics.json").read_text())
         assert live["train"]["hidden_mse"] >= 0 and live["first_batch_loss"] > 0
@@ -102,6 +109,8 @@ def test_repro_then_experiment_with_another_step_count(repo):
     assert "Running stage 'finetune-teacher'" not in out and "Running stage 'prepare'" not in out
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert composed["cascade"]["distilled_from"] == [{"L4": "L6"}]
+    # the teacher's logits again (logits_from back to the default): its stage did not rerun
+    assert composed["cascade"]["learns_from"] == [{"L4": "L6", "L4-trunc": "L6"}]
     provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
     assert provenance["distill"]["lr"] == 0.0003 and provenance["resumed_from_step"] == 0
     assert not (repo / "data/checkpoints/distill/L4").exists()
@@ -141,7 +150,8 @@ def test_repro_then_experiment_with_another_step_count(repo):
     varied = [c for c in columns["direct"] if columns["direct"][c] != columns["baseline"][c]
               and not c.startswith("reports/")]
     assert set(varied) <= {"params.yaml:cascade.steps", "params.yaml:cascade.distilled_from",
-                           "params.yaml:cascade.students", "params.yaml:distill.lr"}
+                           "params.yaml:cascade.learns_from", "params.yaml:cascade.logits_from",
+                           "params.yaml:distill.lr"}
     # the README's two tables, as DVC prints them: what was varied and what came out, and the
     # headline with the step count; both fit on a screen
     params = {c.split(":", 1)[1] for c in columns["direct"] if c.startswith("params.yaml:")}

@@ -55,8 +55,33 @@ def test_the_stored_schedule_is_two_lists_whatever_the_step_count():
         stored = schedule.stored(12, 6, steps)
         assert set(stored) == set(schedule.STORED)
         assert all(isinstance(v, list) for v in stored.values())
-    assert schedule.stored(6, 3, 3) == {"distilled_from": [{"L5": "L6", "L4": "L5", "L3": "L4"}],
-                                        "students": ["L5", "L4", "L3", "L3-trunc"]}
+    assert schedule.stored(6, 3, 3) == {
+        "distilled_from": [{"L5": "L6", "L4": "L5", "L3": "L4"}],
+        "learns_from": [{"L5": "L6", "L4": "L6", "L3": "L6", "L3-trunc": "L6"}]}
+
+
+def test_with_predecessor_logits_each_distilled_model_learns_from_the_one_before():
+    """TAKD's chain for the task; the truncated baseline has no predecessor: the teacher's."""
+    assert schedule.learns_from(12, 6, 3, "predecessor") == {
+        "L10": "L12", "L8": "L10", "L6": "L8", "L6-trunc": "L12"}
+    assert schedule.learns_from(12, 6, 1, "predecessor") == schedule.learns_from(12, 6, 1)
+    with pytest.raises(ConfigError, match=r"cascade.logits_from='assistant': expected one of "
+                                          r"teacher, predecessor"):
+        schedule.learns_from(12, 6, 3, "assistant")
+
+
+def test_hydra_composes_the_logits_chain_and_refuses_a_bad_source(tmp_path):
+    out = tmp_path / "params.yaml"
+    compose(out, ["cascade.steps=2", "cascade.logits_from=predecessor"])
+    params = yaml.safe_load(out.read_text())
+    assert params["cascade"]["learns_from"] == [{"L4": "L6", "L3": "L4", "L3-trunc": "L6"}]
+    assert schedule.learns_from_of(params) == params["cascade"]["learns_from"][0]
+    params["cascade"]["logits_from"] = "teacher"  # edited by hand: the stored chain disagrees
+    with pytest.raises(ConfigError, match=r"cascade.learns_from do not match .*"
+                                          r"cascade.logits_from=teacher"):
+        schedule.learns_from_of(params)
+    with pytest.raises(ConfigError, match=r"cascade.logits_from='x': expected one of"):
+        compose(out, ["cascade.logits_from=x"])
 
 
 def test_committed_params_are_what_hydra_composes(tmp_path):
@@ -80,7 +105,8 @@ def test_paper_preset_composes_the_papers_cascade(tmp_path):
     params = yaml.safe_load(out.read_text())
     assert params["cascade"]["distilled_from"] == [
         {f"L{n}": f"L{n + 1}" for n in (11, 10, 9, 8, 7, 6)}]
-    assert params["cascade"]["students"] == [f"L{n}" for n in (11, 10, 9, 8, 7, 6)] + ["L6-trunc"]
+    assert params["cascade"]["learns_from"] == [
+        {**{f"L{n}": "L12" for n in (11, 10, 9, 8, 7, 6)}, "L6-trunc": "L12"}]
     assert params["teacher"]["name"] == "bert-base-multilingual-cased"
     assert len(params["data"]["languages"]) == 15
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3

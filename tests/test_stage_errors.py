@@ -77,7 +77,7 @@ def test_a_hand_edited_schedule(workdir):
     edit_params(workdir, lambda p: p["cascade"].update(steps=1))
     out = run_stage(workdir, "finetune.py", "--model", "L6", "--models", "m", "--data", "d",
                     "--out", "o", "--live", "l")
-    assert_one_line_error(out, "cascade.distilled_from/cascade.students do not match")
+    assert_one_line_error(out, "cascade.distilled_from/cascade.learns_from do not match")
 
 
 def test_prepare_with_an_unknown_language(workdir, minilm_path):
@@ -147,7 +147,7 @@ def test_stale_teacher_logits(workdir):
                       "token_type_ids": [[0, 1], [0, 1]]}).to_parquet(prep / f"{split}.parquet")
     other = prep / "other.parquet"
     pd.read_parquet(prep / "train.parquet").iloc[::-1].to_parquet(other)
-    teacher_logits.write(logits, {"train": (other, np.zeros((2, 3)))})
+    teacher_logits.write(logits, "L6", {"train": (other, np.zeros((2, 3)))})
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 0.0}))
     out = call_stage(workdir, "finetune.py", "--model", "L5", "--models", "m", "--data", "d",
                      "--out", "o", "--live", "l", "--teacher-logits", "t")

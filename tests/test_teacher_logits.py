@@ -20,20 +20,26 @@ def test_logits_round_trip_and_refuse_other_data(tmp_path):
     values = np.arange(15, dtype=np.float32).reshape(5, 3)
     folder = tmp_path / "logits"
     folder.mkdir()
-    teacher_logits.write(folder, {"train": (train, values)})
-    np.testing.assert_array_equal(teacher_logits.read(folder, "train", train, 5), values)
+    teacher_logits.write(folder, "L6", {"train": (train, values)})
+    np.testing.assert_array_equal(teacher_logits.read(folder, "train", train, 5, "L6"), values)
 
-    with pytest.raises(ConfigError, match=r"no teacher logits for transfer.*finetune-teacher"):
-        teacher_logits.read(folder, "transfer", train, 5)
+    with pytest.raises(ConfigError, match=r"no logits of L6 for transfer.*finetune-teacher"):
+        teacher_logits.read(folder, "transfer", train, 5, "L6")
+    # an assistant's logits (finetune.logits_from=predecessor): its own stage is named
+    with pytest.raises(ConfigError, match=r"no logits of L6 for transfer.*dvc repro finetune@L6"):
+        teacher_logits.read(folder, "transfer", train, 5, "L6", teacher=False)
+    with pytest.raises(ConfigError, match=r"logits: L6's logits, but this model learns L5's "
+                                          r"\(cascade.learns_from\)"):
+        teacher_logits.read(folder, "train", train, 5, "L5")
     with pytest.raises(ConfigError, match=r"expected 4 x 3 finite logits, found shape \(5, 3\)"):
-        teacher_logits.read(folder, "train", train, 4)
+        teacher_logits.read(folder, "train", train, 4, "L6")
     # the same rows in another order are other data: the logits would land on the wrong rows
     split_file(train, 5, first=2)
     with pytest.raises(ConfigError, match=r"logits/train.npy: computed from another .*train"
                                           r".parquet than this one; rerun the finetune-teacher"):
-        teacher_logits.read(folder, "train", train, 5)
+        teacher_logits.read(folder, "train", train, 5, "L6")
     with pytest.raises(ConfigError, match=r"sources.json: missing or unreadable"):
-        teacher_logits.read(tmp_path / "nowhere", "train", train, 5)
+        teacher_logits.read(tmp_path / "nowhere", "train", train, 5, "L6")
 
 
 def test_each_training_row_carries_its_own_logits():

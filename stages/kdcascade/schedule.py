@@ -62,25 +62,48 @@ def students(teacher_layers: int, student_layers: int, steps: int) -> dict[str, 
             if m["role"] != "teacher"}
 
 
-STORED = ("distilled_from", "students")  # the computed keys under `cascade` in params.yaml
+LOGITS_FROM = ("teacher", "predecessor")  # cascade.logits_from
 
 
-def stored(teacher_layers: int, student_layers: int, steps: int) -> dict:
+def learns_from(teacher_layers: int, student_layers: int, steps: int,
+                logits_from: str = "teacher") -> dict[str, str]:
+    """{model fine-tuned after the teacher: the fine-tuned model whose logits it learns}.
+
+    `teacher`: every model learns the teacher's. `predecessor` (TAKD's chain for the task): each
+    distilled model learns those of the model it was distilled from; the truncated baseline, which
+    has no predecessor, keeps the teacher's (what one has without any distillation).
+    """
+    if logits_from not in LOGITS_FROM:
+        raise ConfigError(f"cascade.logits_from={logits_from!r}: expected one of "
+                          f"{', '.join(LOGITS_FROM)}")
+    teacher = model_name(teacher_layers)
+    steps_ = distill_steps(teacher_layers, student_layers, steps)
+    return {name: steps_[name]["from"] if logits_from == "predecessor" and name in steps_
+            else teacher for name in students(teacher_layers, student_layers, steps)}
+
+
+STORED = ("distilled_from", "learns_from")  # the computed keys under `cascade` in params.yaml
+
+
+def stored(teacher_layers: int, student_layers: int, steps: int,
+           logits_from: str = "teacher") -> dict:
     """What params.yaml stores under `cascade` for dvc.yaml to loop over (computed by Hydra).
 
-    `distilled_from` is {model: predecessor} wrapped in a one-item list and `students` a list of
-    names: `dvc exp show` makes a column of every leaf of params.yaml and never splits a list, so
-    the schedule takes one column each whatever the step count (a dict keyed by model would add
-    columns per model, blank for shorter cascades). dvc.yaml loops over `distilled_from[0]`.
+    `distilled_from` ({model: predecessor}, one distill stage each) and `learns_from` (see
+    learns_from, one finetune stage each), each wrapped in a one-item list: `dvc exp show` makes a
+    column of every leaf of params.yaml and never splits a list, so the schedule takes one column
+    each whatever the step count (a dict keyed by model would add columns per model, blank for
+    shorter cascades). dvc.yaml loops over `distilled_from[0]` and `learns_from[0]`.
     """
     chain = {name: s["from"] for name, s in distill_steps(teacher_layers, student_layers,
                                                           steps).items()}
-    return dict(zip(STORED, ([chain], list(students(teacher_layers, student_layers, steps)))))
+    return dict(zip(STORED, ([chain], [learns_from(teacher_layers, student_layers, steps,
+                                                   logits_from)])))
 
 
-def _shape(params: dict) -> tuple[int, int, int]:
+def _shape(params: dict) -> tuple[int, int, int, str]:
     return (params["teacher"]["layers"], params["cascade"]["student_layers"],
-            params["cascade"]["steps"])
+            params["cascade"]["steps"], params["cascade"].get("logits_from", "teacher"))
 
 
 def check_params(params: dict) -> None:
@@ -93,21 +116,28 @@ def check_params(params: dict) -> None:
     want = stored(*_shape(params))
     if {k: c.get(k) for k in want} != want:
         raise ConfigError(
-            f"params.yaml: cascade.distilled_from/cascade.students do not match teacher.layers="
+            f"params.yaml: cascade.distilled_from/cascade.learns_from do not match teacher.layers="
             f"{t['layers']}, cascade.student_layers={c['student_layers']}, cascade.steps="
-            f"{c['steps']}; edit conf/ and run `dvc exp run`, or `python -m kdcascade.compose`")
+            f"{c['steps']}, cascade.logits_from={_shape(params)[3]}; edit conf/ and run "
+            "`dvc exp run`, or `python -m kdcascade.compose`")
 
 
 def steps_of(params: dict) -> dict[str, dict]:
     """The distill steps of a checked params.yaml (see distill_steps)."""
     check_params(params)
-    return distill_steps(*_shape(params))
+    return distill_steps(*_shape(params)[:3])
 
 
 def models_of(params: dict) -> dict[str, dict]:
     """Every model of a checked params.yaml, teacher first (see models)."""
     check_params(params)
-    return models(*_shape(params))
+    return models(*_shape(params)[:3])
+
+
+def learns_from_of(params: dict) -> dict[str, str]:
+    """{model: the model whose logits it learns} of a checked params.yaml (see learns_from)."""
+    check_params(params)
+    return learns_from(*_shape(params))
 
 
 UNIQUE_ROLES = ("teacher", "student", "truncated")  # assistants are several: named by depth
