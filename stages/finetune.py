@@ -76,10 +76,12 @@ def run():
         raise ConfigError(f"finetune.transfer.weight={transfer_weight}: "
                           f"{Path(args.data) / 'transfer.parquet'} has no pairs; set "
                           "data.transfer_corpus (translated_train or distill)")
-    # the frames this model shares its logits on (read once, before training); every model
-    # shares them, so that which model learns whose (cascade.logits_from) changes no output
+    # the frames this model shares its logits on (read once, before training): the teacher and
+    # the assistants share theirs whoever learns them, so that cascade.logits_from changes no
+    # output; the student and the baseline are nobody's source (their folder names no split)
     to_share = {}
-    if args.logits_out and (weight > 0 or transfer_weight > 0):
+    source_role = names[args.model]["role"] in ("teacher", "assistant")
+    if args.logits_out and source_role and (weight > 0 or transfer_weight > 0):
         to_share["train"] = train
         if transfer_weight > 0:
             to_share["transfer"] = data.read_split(args.data, "transfer")

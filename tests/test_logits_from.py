@@ -59,8 +59,11 @@ def test_the_assistant_writes_its_own_fine_tuned_logits(workspace, chain):  # no
 def test_the_student_learns_its_predecessors_logits(workspace, chain):  # noqa: F811
     """L1 learns the logits in L2's folder: the same fine-tuning against L2's logits negated
     gives other losses."""
-    finetune(chain, workspace, "L1", "--teacher-logits", "logits/L2")
+    finetune(chain, workspace, "L1", "--teacher-logits", "logits/L2", "--logits-out", "logits/L1")
     ours = losses(chain)
+    # nobody learns the student's logits: its folder names no split
+    assert json.loads((chain / "logits/L1/sources.json").read_text()) == {"model": "L1",
+                                                                         "splits": {}}
     flipped = chain / "logits/flipped"
     flipped.mkdir(exist_ok=True)
     train = workspace / "prepared" / "train.parquet"

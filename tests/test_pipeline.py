@@ -67,7 +67,9 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert live["train"]["soft_label_kl"] >= 0 and "cross_entropy" in live["train"]
     shared = {name: json.loads((repo / f"data/logits/{name}/sources.json").read_text())
               for name in models}
-    assert all(s["model"] == name and list(s["splits"]) == ["train"] for name, s in shared.items())
+    assert {name: (s["model"], list(s["splits"])) for name, s in shared.items()} == {
+        "L6": ("L6", ["train"]), "L5": ("L5", ["train"]), "L4": ("L4", []),
+        "L4-trunc": ("L4-trunc", [])}
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert "--teacher-logits data/logits/L5" in lock["finetune@L4"]["cmd"]
     for name in ("L5", "L4"):

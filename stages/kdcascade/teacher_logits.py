@@ -7,9 +7,9 @@ assistant's for the model distilled from it (`finetune@<assistant>`):
                         transfer.npy   the same for transfer.parquet (when transfer is on)
                         sources.json   the model, and for each split: the file, its rows, sha256
 
-A learner refuses
-logits of another model than the one it should learn from, or computed from other data than its
-own splits (a stale folder), naming the file and what to rerun.
+The student's and the truncated baseline's folders name no split (nobody learns theirs). A
+learner refuses logits of another model than the one it should learn from, or computed from
+other data than its own splits (a stale folder), naming the file and what to rerun.
 """
 
 import hashlib
