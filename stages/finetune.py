@@ -7,12 +7,12 @@
 
 The checkpoint is chosen on dev (finetune.select_on), never on test. With --logits-out the stage
 then writes the fine-tuned model's logits on the splits others learn them on
-(kdcascade.teacher_logits). With --teacher-logits (the folder of the
-model it learns from: the teacher, or its predecessor with cascade.logits_from=predecessor) and
+(kdcascade.teacher_logits). With --teacher-logits (the folder of the model it learns from: the
+teacher, or its predecessor with cascade.logits_from=predecessor) and
 finetune.soft_labels.weight > 0 a model also learns from those logits (task-specific
-distillation); with
-finetune.transfer.weight > 0 every model (or only the distilled ones, transfer.models=distilled)
-also learns them on the unlabeled pairs of data/prepared/transfer.parquet (data.transfer_corpus).
+distillation); with finetune.transfer.weight > 0 every model (or only the distilled ones,
+transfer.models=distilled) also learns them on the unlabeled pairs of
+data/prepared/transfer.parquet (data.transfer_corpus).
 With finetune.intermediate.objectives and --teacher-model (the fine-tuned teacher's folder) its
 layers also learn the teacher's hidden states on every batch (TinyBERT's task distillation). With
 finetune.processes > 1 it runs under `accelerate launch`; a killed run resumes from its last
@@ -80,8 +80,8 @@ def run():
     # the assistants share theirs whoever learns them, so that cascade.logits_from changes no
     # output; the student and the baseline are nobody's source (their folder names no split)
     to_share = {}
-    source_role = names[args.model]["role"] in ("teacher", "assistant")
-    if args.logits_out and source_role and (weight > 0 or transfer_weight > 0):
+    is_source = names[args.model]["role"] in ("teacher", "assistant")
+    if args.logits_out and is_source and (weight > 0 or transfer_weight > 0):
         to_share["train"] = train
         if transfer_weight > 0:
             to_share["transfer"] = data.read_split(args.data, "transfer")
