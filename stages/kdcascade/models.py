@@ -1,14 +1,23 @@
 """Loading the teacher, truncating a model into a student, freezing parameters."""
 
+from __future__ import annotations
+
 import copy
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+
+# the tokenizer and config alone (the prepare stage) do not import transformers' modeling code,
+# which takes seconds: AutoModel is imported where a model is loaded
+from transformers import AutoConfig, AutoTokenizer
 
 from . import runtime
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 TEACHER_SOURCES = ("package", "hub", "local")
 
@@ -46,6 +55,8 @@ def load_config(folder) -> PretrainedConfig:
 def load_encoder(location: str, attentions: bool = False) -> PreTrainedModel:
     """The bare encoder (no task head). Eager attention where a loss reads attention maps:
     the default sdpa kernel returns no attention probabilities in transformers 5."""
+    from transformers import AutoModel
+
     kwargs = {"attn_implementation": "eager"} if attentions else {}
     return AutoModel.from_pretrained(location, **kwargs)
 
