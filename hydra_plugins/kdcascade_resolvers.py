@@ -2,8 +2,8 @@
 
 DVC's `foreach` cannot loop over an integer, so `dvc exp run -S cascade.steps=N` works by having
 Hydra compose params.yaml, where these resolvers expand the schedule (kdcascade.schedule.stored)
-into the lists that dvc.yaml loops over (cascade_learns_from also reads cascade.logits_from). Hydra imports every module of the `hydra_plugins`
-namespace when it scans for plugins.
+into the lists that dvc.yaml loops over (cascade_learns_from also reads cascade.logits_from).
+Hydra imports every module of the `hydra_plugins` namespace when it scans for plugins.
 """
 
 import sys

@@ -52,10 +52,9 @@ def run():
         transfer_models, distilled)
     soft_on = bool(args.teacher_logits) and (weight > 0 or transfer_on)
     layer_terms, layer_models = settings.check_intermediate(cfg)
-    teacher_name = next(iter(names))  # the teacher comes first
-    is_teacher = args.model == teacher_name
-    source = schedule.learns_from_of(params).get(args.model)
-    layers_on = bool(layer_terms) and not is_teacher and settings.takes_transfer(
+    role = names[args.model]["role"]
+    source = schedule.learns_from_of(params).get(args.model)  # None for the teacher
+    layers_on = bool(layer_terms) and role != "teacher" and settings.takes_transfer(
         layer_models, distilled)
     if layers_on and not args.teacher_model:
         raise ConfigError("finetune.intermediate.objectives: needs --teacher-model, the "
@@ -80,8 +79,7 @@ def run():
     # the assistants share theirs whoever learns them, so that cascade.logits_from changes no
     # output; the student and the baseline are nobody's source (their folder names no split)
     to_share = {}
-    is_source = names[args.model]["role"] in ("teacher", "assistant")
-    if args.logits_out and is_source and (weight > 0 or transfer_weight > 0):
+    if args.logits_out and role in ("teacher", "assistant") and (weight > 0 or transfer_weight > 0):
         to_share["train"] = train
         if transfer_weight > 0:
             to_share["transfer"] = data.read_split(args.data, "transfer")
@@ -89,7 +87,7 @@ def run():
     def with_logits(split, df):
         return classify.with_teacher_logits(df, teacher_logits.read(
             args.teacher_logits, split, Path(args.data) / f"{split}.parquet", len(df),
-            source, source == teacher_name))
+            source, source is not None and names[source]["role"] == "teacher"))
 
     if soft_on:
         train = with_logits("train", train)
