@@ -51,6 +51,43 @@ def test_slices_partition_the_batch_and_their_shares_add_up(processes, accumulat
             assert mb.batch["input_ids"].shape[1] == int(mb.batch["attention_mask"].sum(1).max())
 
 
+def test_split_by_length_finds_the_cheapest_parts_by_hand():
+    # one part: 6 x 40 + 10 = 250; [40, 38] [5, 5, 4, 3]: 2 x 40 + 4 x 5 + 2 x 10 = 120
+    lengths = np.array([5, 40, 3, 38, 5, 4])
+    parts = batching.split_by_length(lengths, overhead=10)
+    assert [list(p) for p in parts] == [[1, 3], [0, 4, 5, 2]]
+    # a pass that costs more than the padding it saves: one part
+    assert [list(p) for p in batching.split_by_length(lengths, overhead=200)] == [[1, 3, 0, 4, 5, 2]]
+    # free passes: one part per distinct length
+    assert len(batching.split_by_length(lengths, overhead=0)) == 5
+
+
+@pytest.mark.parametrize("processes, accumulation", [(1, 1), (2, 2)])
+def test_split_slices_hold_the_same_rows_and_shares_with_less_padding(processes, accumulation):
+    # each row's first id names it
+    df = pd.DataFrame({"input_ids": [np.array([1000 + r, *range(1, n)], dtype=np.int32)
+                                     for r, n in enumerate(LENGTHS)]})
+
+    plans = {overhead: [batching.BatchPlan(df, 32, 0, seed=1, processes=processes, rank=r,
+                                           accumulation=accumulation, split_overhead=overhead)
+                        for r in range(processes)] for overhead in (None, batching.CPU_SPLIT_OVERHEAD)}
+    padded = {overhead: 0 for overhead in plans}
+    cut = False
+    for indices in plans[None][0].global_batches(0):
+        micro = {overhead: [mb for plan in group for mb in plan.micro_batches(indices)]
+                 for overhead, group in plans.items()}
+        whole, split = micro.values()
+        cut |= len(split) > len(whole)
+        assert sorted(int(x) for mb in split for x in mb.batch["input_ids"][:, 0]) == sorted(
+            1000 + indices)
+        for unit in ("example", "token", "token_pair"):
+            assert sum(mb.shares[unit] for mb in split) == pytest.approx(1.0)
+        for overhead, mbs in micro.items():
+            padded[overhead] += sum(mb.batch["input_ids"].numel() for mb in mbs)
+    assert cut
+    assert padded[batching.CPU_SPLIT_OVERHEAD] < 0.8 * padded[None]
+
+
 def test_a_batch_too_small_to_split_is_dropped():
     plan = batching.BatchPlan(frame([5] * 33), 16, 0, seed=0, processes=2, accumulation=2)
     assert len(plan) == 2 and plan.dropped_examples == 1
@@ -93,6 +130,8 @@ BASE = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "warmup": 0.1, "device": "cpu
     ({"checkpoint_every": -5}, "distill.checkpoint_every=-5: expected an integer >= 0"),
     ({"precision": "fp8"}, "distill.precision='fp8': expected one of fp32, bf16, fp16, auto"),
     ({"group_by_length": "yes"}, "distill.group_by_length='yes': expected true or false"),
+    ({"split_by_length": "on"}, "distill.split_by_length='on': expected auto, true or false"),
+    ({"split_by_length": 1}, "distill.split_by_length=1: expected auto, true or false"),
     ({"device": "tpu"}, "distill.device='tpu': expected auto, cpu, cuda or cuda:N"),
     ({"precision": "fp16"}, "distill.precision=fp16: needs a CUDA device"),
 ])

@@ -199,6 +199,27 @@ def test_finetune_on_two_processes_matches_one(workspace, finetuned):
                                                               ref["best_step"])
 
 
+def test_length_split_batches_give_the_uncut_update(workspace):
+    """split_by_length runs each batch as length-sorted micro-batches: at batch 32 the tiny
+    train split's batches are cut, and the losses, dev choice and weights are those of the
+    same batches run whole, to float rounding."""
+    from kdcascade import batching, data
+    train = data.read_split(workspace / "prepared", "train")
+    plan = batching.BatchPlan(train, 32, 0, seed=0, split_overhead=batching.CPU_SPLIT_OVERHEAD)
+    assert any(len(plan.micro_batches(b)) > 1 for b in plan.global_batches(0))
+    runs = []
+    for split in (True, False):
+        d = run_dir(workspace, f"ft-split-{split}", finetune__split_by_length=split,
+                    finetune__batch_size=32)
+        stage("finetune.py", d, *finetune_args(workspace))
+        runs.append(d)
+    cut, whole = runs
+    assert logged(cut) == pytest.approx(logged(whole), rel=1e-5)
+    assert logged(cut, "dev/accuracy") == logged(whole, "dev/accuracy")
+    ours, ref = (load_file(x / "out/model.safetensors") for x in runs)
+    assert max((ours[k] - ref[k]).abs().max().item() for k in ref) < 1e-5
+
+
 def test_intermediate_terms_on_two_processes_match_one(workspace, one_process, finetuned):
     """The distilled L2 fine-tuned with its layers matching the fine-tuned L3's (the stage
     loads it from --teacher-model): the term is logged, and each process's share of the tokens

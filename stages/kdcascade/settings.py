@@ -42,6 +42,10 @@ def check_training_params(cfg: dict, stage: str) -> None:
     if not isinstance(cfg.get("group_by_length", False), bool):
         raise ConfigError(f"{stage}.group_by_length={cfg['group_by_length']!r}: expected "
                           "true or false")
+    split = cfg.get("split_by_length", False)
+    if not (split == "auto" or isinstance(split, bool)):
+        raise ConfigError(f"{stage}.split_by_length={cfg['split_by_length']!r}: expected "
+                          "auto, true or false")
     slices = cfg.get("processes", 1) * cfg.get("gradient_accumulation", 1)
     if cfg["batch_size"] < slices:
         raise ConfigError(f"{stage}.batch_size={cfg['batch_size']}: expected at least "
