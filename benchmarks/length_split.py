@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "stages"))
 from kdcascade import batching, classify, data, models, runtime, training  # noqa: E402
 
 CFG = {"lr": 5e-5, "warmup": 0.1, "weight_decay": 0.01}
+WARMUP = 2  # untimed steps
 
 
 def default_model() -> str:
@@ -68,9 +69,11 @@ def main():
     sides = {"whole": None, "split": batching.CPU_SPLIT_OVERHEAD}
     plans = {name: batching.BatchPlan(df, args.batch, model.config.pad_token_id, seed=0,
                                       split_overhead=overhead) for name, overhead in sides.items()}
-    batches = plans["whole"].global_batches(0)[:args.batches + 2]
-    trainers = {name: training.Trainer(classify.FinetuneModule(copy.deepcopy(model), 0.5, 2.0, 1.0),
-                                       cfg, accelerator, len(batches)) for name in sides}
+    batches = plans["whole"].global_batches(0)[:args.batches + WARMUP]
+    timed = batches[WARMUP:]
+    trainers = {name: training.Trainer(
+        classify.FinetuneModule(copy.deepcopy(model), 0.5, 2.0, 1.0), cfg, accelerator,
+        len(batches)) for name in sides}
     seconds = {name: 0.0 for name in sides}
     tokens = {name: 0 for name in sides}
     passes = {name: 0 for name in sides}
@@ -80,20 +83,20 @@ def main():
             micro = plans[name].micro_batches(indices)
             start = time.perf_counter()
             losses[name].append(trainers[name].step(micro)["loss"])
-            if i >= 2:  # two warm-up steps
+            if i >= WARMUP:
                 seconds[name] += time.perf_counter() - start
                 tokens[name] += sum(mb.batch["input_ids"].numel() for mb in micro)
                 passes[name] += len(micro)
-    real = int(sum(plans["whole"].lengths[b].sum() for b in batches[2:]))
-    examples = sum(len(b) for b in batches[2:])
+    real = int(sum(plans["whole"].lengths[b].sum() for b in timed))
+    examples = sum(len(b) for b in timed)
     precision = training.resolve_precision(args.precision, device)
-    print(f"{len(df)} rows ({args.data}), batch {args.batch}, {len(batches) - 2} timed steps, "
+    print(f"{len(df)} rows ({args.data}), batch {args.batch}, {len(timed)} timed steps, "
           f"{models.num_layers(model.base_model)}-layer model, {precision} on {device}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'':>6} {'examples/s':>11} {'passes/step':>12} {'padded/real tokens':>19}")
     for name in sides:
-        print(f"{name:>6} {examples / seconds[name]:>11.1f} {passes[name] / (len(batches) - 2):>12.2f}"
-              f" {tokens[name] / real:>19.2f}")
+        print(f"{name:>6} {examples / seconds[name]:>11.1f} "
+              f"{passes[name] / len(timed):>12.2f} {tokens[name] / real:>19.2f}")
     print(f"split / whole: {seconds['whole'] / seconds['split']:.2f}x the examples/s; "
           f"largest relative loss difference {largest_relative_difference(losses):.1e}")
 

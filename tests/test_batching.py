@@ -57,7 +57,8 @@ def test_split_by_length_finds_the_cheapest_parts_by_hand():
     parts = batching.split_by_length(lengths, overhead=10)
     assert [list(p) for p in parts] == [[1, 3], [0, 4, 5, 2]]
     # a pass that costs more than the padding it saves: one part
-    assert [list(p) for p in batching.split_by_length(lengths, overhead=200)] == [[1, 3, 0, 4, 5, 2]]
+    one = batching.split_by_length(lengths, overhead=200)
+    assert [list(p) for p in one] == [[1, 3, 0, 4, 5, 2]]
     # free passes: one part per distinct length
     assert len(batching.split_by_length(lengths, overhead=0)) == 5
 
@@ -68,21 +69,22 @@ def test_split_slices_hold_the_same_rows_and_shares_with_less_padding(processes,
     df = pd.DataFrame({"input_ids": [np.array([1000 + r, *range(1, n)], dtype=np.int32)
                                      for r, n in enumerate(LENGTHS)]})
 
-    plans = {overhead: [batching.BatchPlan(df, 32, 0, seed=1, processes=processes, rank=r,
-                                           accumulation=accumulation, split_overhead=overhead)
-                        for r in range(processes)] for overhead in (None, batching.CPU_SPLIT_OVERHEAD)}
-    padded = {overhead: 0 for overhead in plans}
+    def slices(indices, overhead):
+        return [mb for r in range(processes) for mb in batching.BatchPlan(
+            df, 32, 0, seed=1, processes=processes, rank=r, accumulation=accumulation,
+            split_overhead=overhead).micro_batches(indices)]
+
+    padded = {None: 0, batching.CPU_SPLIT_OVERHEAD: 0}
     cut = False
-    for indices in plans[None][0].global_batches(0):
-        micro = {overhead: [mb for plan in group for mb in plan.micro_batches(indices)]
-                 for overhead, group in plans.items()}
-        whole, split = micro.values()
+    for indices in batching.BatchPlan(df, 32, 0, seed=1, processes=processes,
+                                      accumulation=accumulation).global_batches(0):
+        whole, split = (slices(indices, overhead) for overhead in padded)
         cut |= len(split) > len(whole)
         assert sorted(int(x) for mb in split for x in mb.batch["input_ids"][:, 0]) == sorted(
             1000 + indices)
         for unit in ("example", "token", "token_pair"):
             assert sum(mb.shares[unit] for mb in split) == pytest.approx(1.0)
-        for overhead, mbs in micro.items():
+        for overhead, mbs in zip(padded, (whole, split)):
             padded[overhead] += sum(mb.batch["input_ids"].numel() for mb in mbs)
     assert cut
     assert padded[batching.CPU_SPLIT_OVERHEAD] < 0.8 * padded[None]
