@@ -1,3 +1,4 @@
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -106,6 +107,28 @@ def test_optimizer_holds_no_state_for_frozen_parameters(minilm_path):
     named = dict(model.named_parameters())
     assert not held & {id(named[n]) for n in frozen}
     assert held == {id(p) for n, p in named.items() if n not in frozen}
+
+
+def test_fused_optimizer_makes_the_default_adamw_update(minilm_path):
+    """The stages' AdamW runs the fused kernel; three steps from the same gradients land
+    where torch's default per-tensor loop does (weight decay and no-decay groups alike)."""
+    base = models.truncate(models.load_encoder(minilm_path), [0])
+    models.freeze(base, ["embed"])
+    moved = []
+    for fused in (True, False):
+        model = copy.deepcopy(base)
+        opt = training.optimizer_for(model, 1e-2, 0.1, fused=fused)
+        assert bool(opt.defaults["fused"]) == fused
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            for p in opt.param_groups[0]["params"] + opt.param_groups[1]["params"]:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        moved.append(dict(model.named_parameters()))
+    start = dict(base.named_parameters())
+    for name, p in moved[0].items():
+        assert torch.allclose(p, moved[1][name], rtol=0, atol=1e-6), name
+    assert all(not torch.equal(moved[0][n], start[n]) for n in moved[0] if "encoder" in n)
 
 
 def test_teacher_runs_only_up_to_the_highest_matched_layer(minilm_path):

@@ -24,6 +24,7 @@ from .errors import ConfigError, Diverged
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_GRAD_NORM = 1.0
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch 2.13 has the fused AdamW kernel
 
 
 def device_of(name: str = "auto") -> torch.device:
@@ -55,10 +56,13 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float,
+                  fused: bool = True) -> torch.optim.Optimizer:
     """AdamW over trainable parameters only, so frozen ones carry no optimizer state.
 
-    No decay on biases and LayerNorm weights (BERT's convention).
+    No decay on biases and LayerNorm weights (BERT's convention). Fused: one kernel a tensor
+    instead of torch's default CPU loop of a dozen ops, the same update to float rounding
+    (benchmarks/optimizer_step.py); on devices without the kernel, the default.
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -66,8 +70,10 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> tor
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     if not decay and not no_decay:
         raise ConfigError("freeze: every parameter is frozen; nothing to train")
+    fused = fused and all(p.device.type in FUSED_ADAMW_DEVICES for p in decay + no_decay)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+                             fused=fused or None)
 
 
 def check_device(cfg: dict, stage: str) -> None:
