@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import datasets
+import pandas as pd
 import pytest
 import transformers
 import yaml
@@ -67,7 +68,8 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     work = tmp_path / "work"
     work.mkdir()
     compose(work / "params.yaml", ["preset=paper", "distill.epochs=1", "finetune.epochs=1",
-                                   "finetune.evals_per_epoch=1", "data.sizes.distill=20"])
+                                   "finetune.evals_per_epoch=1", "data.sizes.distill=20",
+                                   "data.sizes.transfer=3"])
     params = yaml.safe_load((work / "params.yaml").read_text())
     monkeypatch.chdir(work)
 
@@ -77,15 +79,23 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     for name in schedule.steps_of(params):
         run_stage(monkeypatch, "distill.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--live", f"live/distill/{name}")
-    for name in schedule.models_of(params):
+    def finetune(name, *args):
         run_stage(monkeypatch, "finetune.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--out", f"data/finetuned/{name}",
-                  "--live", f"live/finetune/{name}")
+                  "--live", f"live/finetune/{name}", "--logits-out", f"data/logits/{name}", *args)
+
+    finetune("L12")
+    for name, source in schedule.learns_from_of(params).items():
+        finetune(name, "--teacher-logits", f"data/logits/{source}")
     run_stage(monkeypatch, "evaluate.py", "--finetuned", "data/finetuned",
               "--data", "data/prepared", "--out", "eval")
 
     assert fake_hub["models"] and set(fake_hub["models"]) == {HUB_MODEL}
-    assert sorted(name for _, name in fake_hub["datasets"]) == sorted(XNLI_LANGUAGES)
+    # XNLI of every language for the splits, the translated train sentences (distill_corpus) and
+    # the translated train pairs (transfer_corpus)
+    assert sorted(name for _, name in fake_hub["datasets"]) == sorted(XNLI_LANGUAGES * 3)
+    transfer = pd.read_parquet(work / "data/prepared/transfer.parquet")
+    assert sorted(transfer.language.unique()) == sorted(XNLI_LANGUAGES)
     metrics = yaml.safe_load((work / "eval" / "metrics.json").read_text())
     assert list(metrics) == ["L12", "L11", "L10", "L9", "L8", "L7", "L6", "L6-trunc"]
     assert set(metrics["L6"]["accuracy"]) == {*XNLI_LANGUAGES, "avg"}

@@ -110,16 +110,20 @@ def test_paper_preset_composes_the_papers_cascade(tmp_path):
     assert params["teacher"]["name"] == "bert-base-multilingual-cased"
     assert len(params["data"]["languages"]) == 15
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3
+    assert params["data"]["distill_corpus"] == "translated_train"
+    assert params["data"]["sizes"]["distill"] == 1334 and params["data"]["sizes"]["transfer"] == 20000
 
 
 @pytest.mark.parametrize("overrides, objective, transfer, corpus", [
     ([], {"loss": "hidden_nmse", "map": "skip", "weight": 1.0}, 1.0, "translated_train"),
     (["method=hidden"], {"loss": "hidden_mse", "map": "shifted", "weight": 1.0}, 0.0, "none"),
-    (["preset=paper"], {"loss": "hidden_mse", "map": "shifted", "weight": 1.0}, 0.0, "none")])
-def test_the_quickstart_distils_in_two_stages_unless_told_otherwise(tmp_path, overrides,
-                                                                     objective, transfer, corpus):
-    """The quickstart preset picks method=twostage; a method on the command line wins, and the
-    other presets keep the default method (hidden)."""
+    (["preset=paper"], {"loss": "hidden_nmse", "map": "skip", "weight": 1.0}, 1.0,
+     "translated_train"),
+    (["preset=paper", "method=hidden"], {"loss": "hidden_mse", "map": "shifted", "weight": 1.0},
+     0.0, "none")])
+def test_the_quickstart_and_paper_distil_in_two_stages_unless_told_otherwise(
+        tmp_path, overrides, objective, transfer, corpus):
+    """The quickstart and paper presets pick method=twostage; a method on the command line wins."""
     out = tmp_path / "params.yaml"
     compose(out, overrides)
     params = yaml.safe_load(out.read_text())
