@@ -79,6 +79,7 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     for name in schedule.steps_of(params):
         run_stage(monkeypatch, "distill.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--live", f"live/distill/{name}")
+
     def finetune(name, *args):
         run_stage(monkeypatch, "finetune.py", "--model", name, "--models", "data/models",
                   "--data", "data/prepared", "--out", f"data/finetuned/{name}",

@@ -111,7 +111,8 @@ def test_paper_preset_composes_the_papers_cascade(tmp_path):
     assert len(params["data"]["languages"]) == 15
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3
     assert params["data"]["distill_corpus"] == "translated_train"
-    assert params["data"]["sizes"]["distill"] == 1334 and params["data"]["sizes"]["transfer"] == 20000
+    sizes = params["data"]["sizes"]
+    assert sizes["distill"] == 1334 and sizes["transfer"] == 20000
 
 
 @pytest.mark.parametrize("overrides, objective, transfer, corpus", [
