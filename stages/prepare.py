@@ -40,11 +40,12 @@ def run():
     positions = models.load_config(args.teacher).max_position_embeddings
     tokenizer = models.load_tokenizer(args.teacher)
     data.check_max_length(d["max_length"], positions, tokenizer.num_special_tokens_to_add(pair=True))
-    splits = sources.load_nli(d, seed)
+    memo = {}  # each hub language and the translated train set read once for all three
+    splits = sources.load_nli(d, seed, memo)
     for split, df in splits.items():
         data.check_nli_frame(df, f"data.source={d['source']}: split {split}")
-    sentences = sources.distill_sentences(d, splits["train"], seed)
-    transfer = sources.transfer_pairs(d, sentences, seed)
+    sentences = sources.distill_sentences(d, splits["train"], seed, memo)
+    transfer = sources.transfer_pairs(d, sentences, seed, memo)
 
     tokenized, truncated = {}, {}
     for split, df in {**splits, "transfer": transfer}.items():

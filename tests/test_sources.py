@@ -94,6 +94,27 @@ def test_translated_train_reads_every_language_without_labels(tmp_path):
         sources.distill_sentences(cfg(distill_corpus="translated_train"), None, 0)
 
 
+def test_one_memo_reads_the_translated_train_set_once_for_both_corpora(tmp_path, monkeypatch):
+    from test_xnli import _train_file
+
+    from kdcascade import xnli
+
+    _train_file(tmp_path, "en", [("A dog runs.", "An animal moves.", "entailment")])
+    _train_file(tmp_path, "de", [("Ein Hund rennt.", "Keiner rennt.", "contradictory")])
+    reads = []
+    real = xnli.load_local
+    monkeypatch.setattr(xnli, "load_local", lambda *a: reads.append(a[3]) or real(*a))
+    d = cfg(source="local", path=str(tmp_path), distill_corpus="translated_train",
+            transfer_corpus="translated_train", sizes={"distill": None, "transfer": None})
+    alone = (sources.distill_sentences(d, None, 0), sources.transfer_pairs(d, None, 0))
+    assert len(reads) == 2
+    memo = {}
+    shared = (sources.distill_sentences(d, None, 0, memo), sources.transfer_pairs(d, None, 0, memo))
+    assert len(reads) == 3
+    for a, b in zip(alone, shared):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_an_unknown_corpus_names_the_choices():
     with pytest.raises(ConfigError, match="data.distill_corpus='wiki': expected one of generated, "
                                           "train, translated_train, a folder"):

@@ -20,8 +20,12 @@ def _size(d: dict, split: str):
     return size
 
 
-def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
-    """train (in data.train_languages), dev and test (in data.languages), labels 0/1/2."""
+def load_nli(d: dict, seed: int, memo: dict | None = None) -> dict[str, pd.DataFrame]:
+    """train (in data.train_languages), dev and test (in data.languages), labels 0/1/2.
+
+    `memo`: one dict shared by this and the corpus readers below, so that a stage reads each
+    hub language and XNLI's translated train set once, whatever both corpora name.
+    """
     for param in ("languages", "train_languages"):  # the same line whatever the source
         xnli.check_names(f"data.{param}", d[param])
     source = d["source"]
@@ -44,7 +48,8 @@ def load_nli(d: dict, seed: int) -> dict[str, pd.DataFrame]:
             raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
         frames = xnli.load_local(Path(d["path"]), d["languages"], d["train_languages"], splits)
     elif source == "hub":
-        frames = xnli.load_hub(d["hub_dataset"], d["languages"], d["train_languages"], splits)
+        frames = xnli.load_hub(d["hub_dataset"], d["languages"], d["train_languages"], splits,
+                               loaded=_hub_memo(memo))
     else:
         raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
     if from_dev:
@@ -67,7 +72,8 @@ def halve_dev(dev: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 CORPORA = ("generated", "train", "translated_train")
 
 
-def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
+def distill_sentences(d: dict, train: pd.DataFrame, seed: int,
+                      memo: dict | None = None) -> pd.DataFrame:
     """Unlabeled sentences (language, sentence) for distillation.
 
     data.distill_corpus:
@@ -97,7 +103,7 @@ def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
     if corpus == "train":
         df = _sentences_of(train)
     elif corpus == "translated_train":
-        df = _sentences_of(_translated_train(d))
+        df = _sentences_of(_translated_train(d, "distill_corpus", memo))
     elif isinstance(corpus, str) and Path(corpus).is_dir():
         df = pd.concat([_lines(Path(corpus) / f"{lang}.txt", lang, f"data.languages has {lang}")
                         for lang in d["languages"]], ignore_index=True)
@@ -116,7 +122,8 @@ def distill_sentences(d: dict, train: pd.DataFrame, seed: int) -> pd.DataFrame:
 TRANSFER = ("none", "translated_train", "distill")
 
 
-def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int) -> pd.DataFrame:
+def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int,
+                   memo: dict | None = None) -> pd.DataFrame:
     """Unlabeled NLI-shaped pairs (language, premise, hypothesis) in the test languages, on which
     a distilled model learns the fine-tuned teacher's predictions (finetune.transfer_weight).
 
@@ -140,7 +147,7 @@ def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int) -> pd.DataFrame:
                           for lang in d["languages"]], ignore_index=True
                          )[["language", "premise", "hypothesis"]]
     if corpus == "translated_train":
-        df = _translated_train(d, "transfer_corpus")[["language", "premise", "hypothesis"]]
+        df = _translated_train(d, "transfer_corpus", memo)[["language", "premise", "hypothesis"]]
         if n is not None:
             df = df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
         return df.reset_index(drop=True)
@@ -162,17 +169,28 @@ def _sentences_of(pairs: pd.DataFrame) -> pd.DataFrame:
     return both.drop_duplicates(["language", "sentence"]).reset_index(drop=True)
 
 
-def _translated_train(d: dict, param: str = "distill_corpus") -> pd.DataFrame:
-    from . import xnli
+def _hub_memo(memo: dict | None) -> dict:
+    return {} if memo is None else memo.setdefault("hub", {})
 
+
+def _translated_train(d: dict, param: str, memo: dict | None) -> pd.DataFrame:
+    """Labeled pairs of XNLI's translated train set in every data.languages, read once per memo
+    (at the paper's size, 15 x 392,702 pairs)."""
+    if memo is not None and "translated_train" in memo:
+        return memo["translated_train"]
     if d["source"] == "local":
         if not d.get("path"):
             raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
-        return xnli.load_local(Path(d["path"]), d["languages"], d["languages"], ("train",))["train"]
-    if d["source"] == "hub":
-        return xnli.load_hub(d["hub_dataset"], d["languages"], d["languages"], ("train",))["train"]
-    raise ConfigError(f"data.{param}=translated_train: needs data.source local or hub "
-                      "(XNLI's machine-translated train set)")
+        df = xnli.load_local(Path(d["path"]), d["languages"], d["languages"], ("train",))["train"]
+    elif d["source"] == "hub":
+        df = xnli.load_hub(d["hub_dataset"], d["languages"], d["languages"], ("train",),
+                           loaded=_hub_memo(memo))["train"]
+    else:
+        raise ConfigError(f"data.{param}=translated_train: needs data.source local or hub "
+                          "(XNLI's machine-translated train set)")
+    if memo is not None:
+        memo["translated_train"] = df
+    return df
 
 
 def _lines(path: Path, language: str, why: str = "") -> pd.DataFrame:

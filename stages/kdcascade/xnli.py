@@ -175,13 +175,17 @@ def load_hub(
     train_languages: Sequence[str] = ("en",),
     splits: Sequence[str] = SPLITS,
     load_dataset: Callable | None = None,
+    loaded: dict | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """One `load_dataset(dataset, lang)` per language; train from train_languages, dev/test from languages."""
+    """One `load_dataset(dataset, lang)` per language; train from train_languages, dev/test from languages.
+
+    `loaded` (language -> DatasetDict) lets several calls share the languages already loaded.
+    """
     languages, train_languages = check_names("languages", languages), check_names("train_languages", train_languages)
     splits = check_names("splits", splits, SPLITS)
     if load_dataset is None:
         from datasets import load_dataset  # lazily: the local source must work without `datasets`
-    loaded = {}
+    loaded = {} if loaded is None else loaded
 
     def get(lang: str):
         if lang not in loaded:
