@@ -103,7 +103,7 @@ def test_one_memo_reads_the_translated_train_set_once_for_both_corpora(tmp_path,
     _train_file(tmp_path, "de", [("Ein Hund rennt.", "Keiner rennt.", "contradictory")])
     reads = []
     real = xnli.load_local
-    monkeypatch.setattr(xnli, "load_local", lambda *a: reads.append(a[3]) or real(*a))
+    monkeypatch.setattr(xnli, "load_local", lambda *a: reads.append(a) or real(*a))
     d = cfg(source="local", path=str(tmp_path), distill_corpus="translated_train",
             transfer_corpus="translated_train", sizes={"distill": None, "transfer": None})
     alone = (sources.distill_sentences(d, None, 0), sources.transfer_pairs(d, None, 0))
