@@ -48,8 +48,9 @@ def run():
     # LightMBERT's `bottom` takes the original teacher's layers; the others take the predecessor's
     init_dir = (models_dir / schedule.model_name(params["teacher"]["layers"])
                 if cfg["init"] == "bottom" else teacher_dir)
+    # memory-mapped: this process and every launched one share the file's pages
     sentences = data.read_split(args.data, "distill")
-    settings.check_rows(len(sentences), cfg, "distill", Path(args.data) / "distill.parquet")
+    settings.check_rows(len(sentences), cfg, "distill", data.split_path(args.data, "distill"))
     distillation.check_objective(cfg["objectives"], teacher_dir, step["layers"])
     launch.relaunch(cfg)
 
@@ -67,7 +68,7 @@ def run():
     stage_params = {"step": step, "kept_layers": keep, "distill": cfg, "seed": seed}
     saved = checkpoints.Checkpoints(
         args.checkpoints, cfg.get("checkpoint_every", 0), stage_params,
-        [teacher_dir, init_dir, Path(args.data) / "distill.parquet"], accelerator, args.live)
+        [teacher_dir, init_dir, data.split_path(args.data, "distill")], accelerator, args.live)
     resumed = saved.find()
     with training.live_for(accelerator, args.live, resume=resumed > 0) as live:
         stats = distillation.distill(student, teacher, objective, sentences, cfg, live,

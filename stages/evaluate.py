@@ -28,6 +28,7 @@ def run():
     from kdcascade import classify, data, efficiency, evaluation, training  # heavy: after params
 
     test = data.read_split(args.data, "test")
+    languages, labels = test.column("language"), test.column("label")
     missing = [m for m in cascade if not (Path(args.finetuned) / m).is_dir()]
     if missing:
         raise ConfigError(f"{args.finetuned}: no fine-tuned model for {missing}; "
@@ -39,13 +40,13 @@ def run():
         folder = Path(args.finetuned) / name
         model = classify.load_classifier(str(folder))
         preds = classify.predict(model, test, cfg["batch_size"], device)
-        acc = evaluation.accuracy_by_language(test.language, test.label, preds)
+        acc = evaluation.accuracy_by_language(languages, labels, preds)
         teacher = next(iter(metrics.values()), {"accuracy": acc})  # the teacher comes first
         metrics[name] = {"role": info["role"], "layers": info["layers"], "accuracy": acc,
                          "retention": evaluation.retention(acc, teacher["accuracy"])}
         speed[name] = efficiency.profile(model, folder, cfg, device)
         speed[name].update(evaluation.speedups(speed[name], next(iter(speed.values()))))
-        confusions[name] = evaluation.confusion(test.label, preds)
+        confusions[name] = evaluation.confusion(labels, preds)
         print(f"{name:>9} ({info['role']}): avg {acc['avg']:.2f}%  " +
               " ".join(f"{k} {v:.1f}" for k, v in acc.items() if k != "avg"))
     runtime.write_json(Path(args.out) / "metrics.json", metrics)

@@ -52,7 +52,7 @@ def run():
         variants = exporting.engines(model, exported, manifest)
         logits = {v: exporting.logits_of(e, test, timing["batch_size"], model.config.pad_token_id)
                   for v, e in variants.items()}
-        measured = exporting.agreement(logits, test.language, test.label)
+        measured = exporting.agreement(logits, test.column("language"), test.column("label"))
         for variant, size in exporting.sizes(variants, model, finetuned, exported,
                                              manifest).items():
             measured[variant].update(size)

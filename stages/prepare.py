@@ -2,29 +2,17 @@
 
     python stages/prepare.py --teacher data/models/L6 --out data/prepared
 
-Writes train/dev/test/distill.parquet, transfer.parquet (unlabeled pairs in the test languages
-for task distillation; empty with data.transfer_corpus=none), token ids as int32, and
-summary.json (rows per split and language, label balance, truncation rate).
+Writes train/dev/test/distill/transfer.arrow (kdcascade.data: Arrow files that later stages read
+memory-mapped; transfer holds unlabeled pairs in the test languages for task distillation, none
+with data.transfer_corpus=none) and summary.json (rows per split and language, label balance,
+truncation rate). The distillation corpus streams from its source through the tokenizer into its
+file a batch at a time (kdcascade.corpora): memory does not grow with the corpus.
 """
 
 import argparse
+import time
 
 from kdcascade import runtime
-from kdcascade.labels import LABELS
-
-
-def summarise(split_frames: dict, truncated: dict) -> dict:
-    summary = {}
-    for split, df in split_frames.items():
-        rows = df.groupby("language").size().to_dict()
-        balance = (df.label.value_counts(normalize=True).reindex(range(len(LABELS)), fill_value=0)
-                   .round(4).tolist()) if "label" in df else None
-        summary[split] = {"rows": int(len(df)), "rows_per_language": {k: int(v) for k, v in rows.items()},
-                          "label_balance": dict(zip(LABELS, balance)) if balance else None,
-                          "truncation_rate": round(truncated[split] / max(len(df), 1), 4),
-                          "mean_tokens": round(float(df.input_ids.map(len).mean()), 1)
-                          if len(df) else 0.0}
-    return summary
 
 
 def run():
@@ -35,33 +23,37 @@ def run():
     runtime.check_writable(args.out)
     params = runtime.load_params()
     d, seed = params["data"], runtime.seed_of(params)
-    from kdcascade import data, models, sources  # torch and transformers: after the params
+    from kdcascade import data, models, sources  # tokenizers and pandas: after the params
 
     positions = models.load_config(args.teacher).max_position_embeddings
     tokenizer = models.load_tokenizer(args.teacher)
+    data.check_fast(tokenizer)
     data.check_max_length(d["max_length"], positions, tokenizer.num_special_tokens_to_add(pair=True))
-    memo = {}  # each hub language and the translated train set read once for all three
+    memo = {}  # each hub language read once for the splits and both corpora
     splits = sources.load_nli(d, seed, memo)
     for split, df in splits.items():
         data.check_nli_frame(df, f"data.source={d['source']}: split {split}")
-    sentences = sources.distill_sentences(d, splits["train"], seed, memo)
-    transfer = sources.transfer_pairs(d, sentences, seed, memo)
+    corpus = sources.distill_corpus(d, splits["train"], seed, memo)  # checked, not yet read
 
-    tokenized, truncated = {}, {}
-    for split, df in {**splits, "transfer": transfer}.items():
-        tokenized[split], truncated[split] = data.tokenize_pairs(tokenizer, df, d["max_length"])
-    distill = data.tokenize_sentences(tokenizer, list(sentences.sentence), d["max_length"])
-    distill.insert(0, "language", sentences.language.to_numpy())
-    tokenized["distill"] = distill
-    truncated["distill"] = int((distill.input_ids.map(len) >= d["max_length"]).sum())
-
+    summary = {}
     with runtime.atomic_dir(args.out) as tmp:
-        for split, df in tokenized.items():
-            data.write_parquet(df, tmp / f"{split}.parquet")
-        runtime.write_json(tmp / "summary.json", summarise(tokenized, truncated))
+        for split, df in splits.items():
+            summary[split] = data.write_pairs(data.split_path(tmp, split), df, tokenizer,
+                                              d["max_length"])
+        del splits
+        start = time.perf_counter()
+        summary["distill"] = data.write_sentences(data.split_path(tmp, "distill"),
+                                                  corpus.sentences(), tokenizer, d["max_length"])
+        seconds = time.perf_counter() - start
+        transfer = sources.transfer_pairs(d, data.read_split(tmp, "distill"), seed, memo)
+        summary["transfer"] = data.write_pairs(data.split_path(tmp, "transfer"), transfer,
+                                               tokenizer, d["max_length"])
+        runtime.write_json(tmp / "summary.json", summary)
         runtime.write_provenance(tmp, "prepare", {"data": d, "seed": seed})
-    for split, df in tokenized.items():
-        print(f"{split}: {len(df)} rows, {truncated[split]} truncated")
+    for split, s in summary.items():
+        print(f"{split}: {s['rows']} rows, {s['truncation_rate']:.2%} truncated")
+    print(f"distill: {summary['distill']['rows'] / max(seconds, 1e-9):,.0f} sentences/s "
+          f"read, tokenized and written")
 
 
 if __name__ == "__main__":

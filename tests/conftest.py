@@ -50,3 +50,20 @@ def pytest_collection_modifyitems(items):
     """The end-to-end test first: the longest, it must not start last on a worker."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
+
+
+def write_split(df, path):
+    """A hand-made prepared split (columns as kdcascade.data writes them) at `path`."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def read_split_frame(path):
+    """A prepared split file as a frame (text, labels and token ids of every row)."""
+    from kdcascade import data
+
+    return data.open_table(path).to_pandas()

@@ -155,7 +155,7 @@ def test_auto_precision_is_bf16_only_where_it_is_fast():
 
 
 def test_a_split_too_small_for_the_processes_names_the_file():
-    with pytest.raises(ConfigError, match=r"d/distill\.parquet: 3 rows; distill\.processes x "
+    with pytest.raises(ConfigError, match=r"d/distill\.arrow: 3 rows; distill\.processes x "
                                           r"distill\.gradient_accumulation needs at least 4"):
         settings.check_rows(3, {"processes": 2, "gradient_accumulation": 2}, "distill",
-                            "d/distill.parquet")
+                            "d/distill.arrow")

@@ -25,10 +25,13 @@ def test_retention_and_confusion():
 
 
 def test_selection_rows():
-    dev = pd.DataFrame({"language": ["en", "de", "en", "fr"], "label": [0, 1, 2, 0]})
-    assert list(classify.selection_rows(dev, "en").label) == [0, 2]
+    dev = pd.DataFrame({"language": ["en", "de", "en", "fr"], "label": [0, 1, 2, 0],
+                        "input_ids": [[1, 5], [1, 6], [1, 7], [1, 8]]})
+    english = classify.selection_rows(dev, "en")
+    assert list(english.column("label")) == [0, 2]
+    assert [list(english.token_ids(i)[0]) for i in range(2)] == [[1, 5], [1, 7]]
     assert len(classify.selection_rows(dev, "all")) == 4
-    assert list(classify.selection_rows(dev, ["de", "fr"]).language) == ["de", "fr"]
+    assert list(classify.selection_rows(dev, ["de", "fr"]).column("language")) == ["de", "fr"]
     with pytest.raises(ConfigError, match=r"finetune.select_on='sw': no dev rows for \['sw'\]"):
         classify.selection_rows(dev, "sw")
 
@@ -48,7 +51,8 @@ def test_finetune_stage_never_reads_the_test_split(monkeypatch, tmp_path):
 
     def read_split(folder, split):
         opened.append(split)
-        return pd.DataFrame({"language": ["en"], "label": [0]})
+        return data.Rows.from_frame(pd.DataFrame({"language": ["en"], "label": [0],
+                                                  "input_ids": [[1]]}))
 
     def load_classifier(*args):
         raise StopBeforeTraining

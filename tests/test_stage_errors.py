@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, read_split_frame, write_split
 from kdcascade.compose import compose
 
 
@@ -62,7 +62,7 @@ def assert_one_line_error(out, *words):
 def test_distill_without_prepared_data(workdir):
     out = call_stage(workdir, "distill.py", "--model", "L5", "--models", "models", "--data", "prep",
                     "--live", "live")
-    assert_one_line_error(out, "prep/distill.parquet", "prepare")
+    assert_one_line_error(out, "prep/distill.arrow", "prepare")
     assert not (workdir / "models" / "L5").exists()
 
 
@@ -114,16 +114,17 @@ def test_transfer_without_pairs_or_with_a_bad_weight(workdir):
     prep = workdir / "d"
     prep.mkdir()
     for split in ("train", "dev"):
-        pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"], "hypothesis": ["c", "d"],
-                      "label": [0, 1], "input_ids": [[1, 2], [1, 3]],
-                      "token_type_ids": [[0, 1], [0, 1]]}).to_parquet(prep / f"{split}.parquet")
-    pd.DataFrame({"language": [], "premise": [], "hypothesis": [], "input_ids": [],
-                  "token_type_ids": []}).to_parquet(prep / "transfer.parquet")
+        write_split(pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"],
+                                  "hypothesis": ["c", "d"], "label": [0, 1],
+                                  "input_ids": [[1, 2], [1, 3]],
+                                  "token_type_ids": [[0, 1], [0, 1]]}), prep / f"{split}.arrow")
+    write_split(pd.DataFrame({"language": [], "premise": [], "hypothesis": [], "input_ids": [],
+                              "token_type_ids": []}), prep / "transfer.arrow")
     args = ("--model", "L5", "--models", "m", "--data", "d", "--out", "o", "--live", "l",
             "--teacher-logits", "t")
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 1.0}))
     out = call_stage(workdir, "finetune.py", *args)
-    assert_one_line_error(out, "finetune.transfer.weight=1.0", "d/transfer.parquet has no pairs",
+    assert_one_line_error(out, "finetune.transfer.weight=1.0", "d/transfer.arrow has no pairs",
                           "data.transfer_corpus")
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": -2}))
     assert_one_line_error(call_stage(workdir, "finetune.py", *args), "transfer.weight=-2")
@@ -142,16 +143,16 @@ def test_stale_teacher_logits(workdir):
     prep.mkdir()
     logits.mkdir()
     for split in ("train", "dev"):
-        pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"], "hypothesis": ["c", "d"],
-                      "label": [0, 1], "input_ids": [[1, 2], [1, 3]],
-                      "token_type_ids": [[0, 1], [0, 1]]}).to_parquet(prep / f"{split}.parquet")
-    other = prep / "other.parquet"
-    pd.read_parquet(prep / "train.parquet").iloc[::-1].to_parquet(other)
+        write_split(pd.DataFrame({"language": ["en"] * 2, "premise": ["a", "b"],
+                                  "hypothesis": ["c", "d"], "label": [0, 1],
+                                  "input_ids": [[1, 2], [1, 3]],
+                                  "token_type_ids": [[0, 1], [0, 1]]}), prep / f"{split}.arrow")
+    other = write_split(read_split_frame(prep / "train.arrow").iloc[::-1], prep / "other.arrow")
     teacher_logits.write(logits, "L6", {"train": (other, np.zeros((2, 3)))})
     edit_params(workdir, lambda p: p["finetune"].update(transfer={"weight": 0.0}))
     out = call_stage(workdir, "finetune.py", "--model", "L5", "--models", "m", "--data", "d",
                      "--out", "o", "--live", "l", "--teacher-logits", "t")
-    assert_one_line_error(out, "t/train.npy: computed from another d/train.parquet",
+    assert_one_line_error(out, "t/train.npy: computed from another d/train.arrow",
                           "finetune-teacher")
     assert not (workdir / "o").exists() and not (workdir / "l").exists()
 

@@ -5,18 +5,18 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import write_split
 from kdcascade import batching, teacher_logits
 from kdcascade.errors import ConfigError
 
 
 def split_file(path, rows, first=1):
-    pd.DataFrame({"input_ids": [[101, first + i, 102] for i in range(rows)],
-                  "label": [i % 3 for i in range(rows)]}).to_parquet(path)
-    return path
+    return write_split(pd.DataFrame({"input_ids": [[101, first + i, 102] for i in range(rows)],
+                                     "label": [i % 3 for i in range(rows)]}), path)
 
 
 def test_logits_round_trip_and_refuse_other_data(tmp_path):
-    train = split_file(tmp_path / "train.parquet", 5)
+    train = split_file(tmp_path / "train.arrow", 5)
     values = np.arange(15, dtype=np.float32).reshape(5, 3)
     folder = tmp_path / "logits"
     folder.mkdir()
@@ -36,7 +36,7 @@ def test_logits_round_trip_and_refuse_other_data(tmp_path):
     # the same rows in another order are other data: the logits would land on the wrong rows
     split_file(train, 5, first=2)
     with pytest.raises(ConfigError, match=r"logits/train.npy: computed from another .*train"
-                                          r".parquet than this one; rerun the finetune-teacher"):
+                                          r".arrow than this one; rerun the finetune-teacher"):
         teacher_logits.read(folder, "train", train, 5, "L6")
     with pytest.raises(ConfigError, match=r"sources.json: missing or unreadable"):
         teacher_logits.read(tmp_path / "nowhere", "train", train, 5, "L6")

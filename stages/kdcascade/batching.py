@@ -7,10 +7,10 @@ global batch's units (examples, tokens, token pairs: each loss's `unit` in kdcas
 accumulation steps compute the update that one process computes on the whole batch.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .data import PadCollator, TokenDataset
 
@@ -59,46 +59,66 @@ def units(lengths: np.ndarray) -> dict[str, float]:
             "token_pair": float((lengths ** 2).sum())}
 
 
-class BatchPlan:
-    """The batches of one training run, as seen by process `rank` of `processes`."""
+class EpochBatches(Sequence):
+    """The global batches of one epoch: slices of one order array, not an array per batch."""
 
-    def __init__(self, df: pd.DataFrame, batch_size: int, pad_token_id: int, seed: int,
+    def __init__(self, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
+        self.order, self.starts, self.sizes = order, starts, sizes
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        start = self.starts[i]
+        return self.order[start:start + self.sizes[i]]
+
+
+class BatchPlan:
+    """The batches of one training run, as seen by process `rank` of `processes`.
+
+    Works from the rows' lengths and indices alone (kdcascade.data.Rows): a corpus of millions
+    of sentences costs a few bytes a row here, and the rows of a batch are read when it runs.
+    """
+
+    def __init__(self, rows, batch_size: int, pad_token_id: int, seed: int,
                  group_by_length: bool = False, processes: int = 1, rank: int = 0,
                  accumulation: int = 1, split_overhead: float | None = None):
-        self.dataset = TokenDataset(df)
-        self.lengths = np.array([len(ids) for ids in df.input_ids], dtype=np.int64)
+        self.dataset = TokenDataset(rows)
+        self.lengths = self.dataset.rows.lengths
         self.batch_size, self.seed = batch_size, seed
         self.group_by_length, self.split_overhead = group_by_length, split_overhead
         self.slices, self.rank, self.processes = processes * accumulation, rank, processes
         self.collate = PadCollator(pad_token_id)
-        sizes = [min(batch_size, len(df) - start) for start in range(0, len(df), batch_size)]
+        n = len(self.lengths)
+        self.sizes = np.minimum(batch_size, n - np.arange(0, n, batch_size))
         # a global batch too small to give every process and accumulation step one example is
         # dropped (only the last batch of an epoch can be); batch sizes do not depend on order
-        self.kept = [size >= self.slices for size in sizes]
-        self.dropped_examples = sum(size for size, keep in zip(sizes, self.kept) if not keep)
+        self.kept = self.sizes >= self.slices
+        self.dropped_examples = int(self.sizes[~self.kept].sum())
 
     def __len__(self) -> int:
         """Optimizer steps per epoch."""
-        return sum(self.kept)
+        return int(self.kept.sum())
 
-    def global_batches(self, epoch: int) -> list[np.ndarray]:
+    def global_batches(self, epoch: int) -> EpochBatches:
         """Example indices of each global batch of `epoch`, the same on every process."""
         rng = np.random.default_rng([self.seed, epoch])
         n = len(self.lengths)
         order = rng.permutation(n)
-        cuts = range(self.batch_size, n, self.batch_size)
+        starts = np.arange(0, n, self.batch_size)
         if self.group_by_length:
             window = self.batch_size * GROUP_WINDOW
             order = np.concatenate([
                 part[np.argsort(-self.lengths[part], kind="stable")]
                 for part in np.split(order, range(window, n, window))])
-            batches = np.split(order, cuts)
             # the partial batch stays last so that batch sizes do not depend on the order
-            full = rng.permutation(len(batches) - 1) if len(batches) > 1 else []
-            batches = [batches[i] for i in full] + batches[-1:]
-        else:
-            batches = np.split(order, cuts)
-        return [b for b, keep in zip(batches, self.kept) if keep]
+            full = rng.permutation(len(starts) - 1) if len(starts) > 1 else []
+            starts = np.concatenate([starts[:-1][full], starts[-1:]]).astype(np.int64)
+        sizes = self.sizes[starts // self.batch_size]
+        keep = sizes >= self.slices
+        return EpochBatches(order, starts[keep], sizes[keep])
 
     def micro_batches(self, indices: np.ndarray) -> list[MicroBatch]:
         """This process's slices of one global batch, one per accumulation step.
@@ -122,12 +142,12 @@ class BatchPlan:
         return out
 
 
-def plan_for(df: pd.DataFrame, cfg: dict, pad_token_id: int, seed: int, accelerator) -> BatchPlan:
+def plan_for(rows, cfg: dict, pad_token_id: int, seed: int, accelerator) -> BatchPlan:
     """The shuffled batches a training section (distill / finetune) asks for, for this process."""
     split = cfg.get("split_by_length", False)
     if split == "auto":  # a GPU pass costs about the same at these lengths, padded or not
         split = accelerator.device.type == "cpu"
-    return BatchPlan(df, cfg["batch_size"], pad_token_id, seed,
+    return BatchPlan(rows, cfg["batch_size"], pad_token_id, seed,
                      group_by_length=cfg.get("group_by_length", False),
                      processes=accelerator.num_processes, rank=accelerator.process_index,
                      accumulation=cfg.get("gradient_accumulation", 1),

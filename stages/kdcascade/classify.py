@@ -1,7 +1,6 @@
 """Fine-tuning on NLI with the checkpoint chosen on dev, and prediction."""
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
@@ -32,47 +31,50 @@ def load_classifier(location: str, pooling: str | None = None):
         location, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_IDS)
 
 
-def logits_in_row_order(forward, df: pd.DataFrame, batch_size: int, pad_token_id: int
-                        ) -> np.ndarray:
-    """forward(batch of padded tensors) -> numpy logits, for every row, in row order. Rows are
-    batched in order of length, so a batch pads little (NLI pairs padded to their batch's
-    longest in row order hold 2x the tokens). Shared by PyTorch and ONNX Runtime prediction."""
-    order = np.argsort(df.input_ids.map(len).to_numpy(), kind="stable")
+def logits_in_row_order(forward, rows, batch_size: int, pad_token_id: int) -> np.ndarray:
+    """forward(batch of padded tensors) -> numpy logits, for every row (data.Rows or a frame),
+    in row order. Rows are batched in order of length, so a batch pads little (NLI pairs padded
+    to their batch's longest in row order hold 2x the tokens). Shared by PyTorch and ONNX
+    Runtime prediction."""
+    rows = data.as_rows(rows)
+    order = np.argsort(rows.lengths, kind="stable")
     parts = []
-    for batch in data.loader(df.iloc[order], batch_size, pad_token_id):
+    for batch in data.loader(rows.select(order), batch_size, pad_token_id):
         batch.pop("labels", None)
         batch.pop("teacher_logits", None)
         parts.append(forward(batch))
-    out = np.empty((len(df), len(LABELS)), dtype=np.float32)
+    out = np.empty((len(rows), len(LABELS)), dtype=np.float32)
     out[order] = np.concatenate(parts) if parts else []
     return out
 
 
 @torch.no_grad()
-def logits(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+def logits(model, rows, batch_size: int, device) -> np.ndarray:
     """The model's logits (fp32) of every row, in row order."""
     model.to(device).eval()
     return logits_in_row_order(
         lambda batch: model(**{k: v.to(device) for k, v in batch.items()}
                             ).logits.float().cpu().numpy(),
-        df, batch_size, model.config.pad_token_id)
+        rows, batch_size, model.config.pad_token_id)
 
 
-def predict(model, df: pd.DataFrame, batch_size: int, device) -> np.ndarray:
+def predict(model, rows, batch_size: int, device) -> np.ndarray:
     """Predicted label of every row, in row order."""
-    return logits(model, df, batch_size, device).argmax(-1)
+    return logits(model, rows, batch_size, device).argmax(-1)
 
 
-def selection_rows(dev: pd.DataFrame, select_on) -> pd.DataFrame:
+def selection_rows(dev, select_on) -> data.Rows:
     """The dev rows that choose the checkpoint: English (`en`), every language (`all`), or a list."""
+    dev = data.as_rows(dev)
     if select_on == "all":
         return dev
     langs = [select_on] if isinstance(select_on, str) else list(select_on)
-    missing = sorted(set(langs) - set(dev.language))
+    present = sorted(set(dev.column("language")))
+    missing = sorted(set(langs) - set(present))
     if missing:
         raise ConfigError(f"finetune.select_on={select_on!r}: no dev rows for {missing}; "
-                          f"dev has {sorted(set(dev.language))}")
-    return dev[dev.language.isin(langs)].reset_index(drop=True)
+                          f"dev has {present}")
+    return dev.select(dev.positions_in("language", langs))
 
 
 class FinetuneModule(torch.nn.Module):
@@ -151,11 +153,11 @@ def check_intermediate(specs: list[dict], model_dir, teacher_dir) -> None:
                 INTERMEDIATE, features=("hidden",))
 
 
-def dev_accuracy(model, dev: pd.DataFrame, batch_size: int, accelerator) -> float:
+def dev_accuracy(model, dev: data.Rows, batch_size: int, accelerator) -> float:
     """Accuracy (%) on dev; with several processes each predicts every P-th row."""
     rank, processes = accelerator.process_index, accelerator.num_processes
-    mine = dev.iloc[rank::processes]
-    correct = (predict(model, mine, batch_size, accelerator.device) == mine.label.to_numpy()
+    mine = dev.select(np.arange(rank, len(dev), processes))
+    correct = (predict(model, mine, batch_size, accelerator.device) == mine.column("label")
                ).sum() if len(mine) else 0
     correct = torch.tensor(float(correct), device=accelerator.device)
     if processes > 1:
@@ -176,14 +178,14 @@ class Best:
         self.accuracy, self.step, self.weights = state["accuracy"], state["step"], state["weights"]
 
 
-def with_teacher_logits(df: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
-    """`df` with the teacher's logits of each row (row order) as the `teacher_logits` column."""
-    return df.assign(teacher_logits=list(np.asarray(values, dtype=np.float32)))
+def with_teacher_logits(rows, values: np.ndarray) -> data.Rows:
+    """The rows (data.Rows or a frame) with the teacher's logits of each row (row order) as
+    their `teacher_logits` column."""
+    return data.as_rows(rows).assign(teacher_logits=np.asarray(values, dtype=np.float32))
 
 
-def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, accelerator,
-             seed: int, desc: str = "finetune", checkpoints=None,
-             transfer: pd.DataFrame | None = None, teacher=None) -> dict:
+def finetune(model, train, dev, cfg: dict, live, accelerator, seed: int,
+             desc: str = "finetune", checkpoints=None, transfer=None, teacher=None) -> dict:
     """Train on `train`. Where the frames carry the teacher's logits (with_teacher_logits), also
     on its soft labels and on the unlabeled `transfer` pairs, weighted by finetune.soft_labels
     and finetune.transfer.weight (the teacher itself is fine-tuned without them). With the
@@ -192,11 +194,14 @@ def finetune(model, train: pd.DataFrame, dev: pd.DataFrame, cfg: dict, live, acc
 
     Only dev is read for selection: the test split never enters this function.
     """
+    train, dev = data.as_rows(train), data.as_rows(dev)
     soft = "teacher_logits" in train
     weight, temperature = settings.check_soft_labels(cfg) if soft else (0.0, 1.0)
     transfer_weight = settings.check_transfer(cfg)[0] if soft and transfer is not None else 0.0
     if transfer_weight > 0:
-        train = pd.concat([train, transfer.assign(label=UNLABELED)], ignore_index=True)
+        transfer = data.as_rows(transfer)
+        train = data.Rows.concat([train.assign(label=train.column("label")),
+                                  transfer.assign(label=np.full(len(transfer), UNLABELED))])
     model.base_model.set_attn_implementation(models.attention_kernel_for(accelerator.device))
     objective = None
     if teacher is not None:

@@ -80,10 +80,9 @@ class TrimmedEmbedding(torch.nn.Module):
 
 def seen_token_ids(paths) -> set[int]:
     """Every token id of some prepared splits (settings.seen_splits)."""
-    import pandas as pd
+    from .data import token_vocabulary
 
-    return {int(i) for path in paths
-            for ids in pd.read_parquet(path, columns=["input_ids"]).input_ids for i in ids}
+    return token_vocabulary(paths)
 
 
 def trim_vocabulary(model, tokenizer, keep) -> dict:

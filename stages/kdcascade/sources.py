@@ -1,11 +1,13 @@
-"""Where the NLI pairs and the unlabeled distillation sentences come from, chosen by `data.source`."""
+"""Where the NLI pairs, the distillation corpus and the transfer pairs come from (`data.source`,
+`data.distill_corpus`, `data.transfer_corpus`)."""
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import xnli
+from . import corpora, data, xnli
 from .data import SPLITS
 from .errors import ConfigError
 
@@ -14,10 +16,7 @@ SPLIT_SEED_OFFSET = {"train": 0, "dev": 1000, "test": 2000, "distill": 3000, "tr
 
 
 def _size(d: dict, split: str):
-    size = d["sizes"].get(split)
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ConfigError(f"data.sizes.{split}={size!r}: expected a positive integer or null (all)")
-    return size
+    return corpora.positive_budget(d["sizes"].get(split), f"data.sizes.{split}")
 
 
 def load_nli(d: dict, seed: int, memo: dict | None = None) -> dict[str, pd.DataFrame]:
@@ -69,60 +68,61 @@ def halve_dev(dev: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             dev[position % 2 == 1].reset_index(drop=True))
 
 
-CORPORA = ("generated", "train", "translated_train")
-
-
-def distill_sentences(d: dict, train: pd.DataFrame, seed: int,
-                      memo: dict | None = None) -> pd.DataFrame:
-    """Unlabeled sentences (language, sentence) for distillation.
-
-    data.distill_corpus:
-      `generated`: the synthetic source's sentences in every data.languages;
-      `train`: premises and hypotheses of the prepared (English) train split;
-      `translated_train`: premises and hypotheses of XNLI's machine-translated train set in every
-        data.languages (local: XNLI-MT-1.0/multinli/multinli.train.<lang>.tsv, hub: the train
-        split of each language), read as plain text: no label is used;
-      a folder: one `<lang>.txt` per data.languages, one sentence per line;
-      a text file: one sentence per line (language `file`).
-    data.sizes.distill: sentences per language (null = all), drawn at random from each language,
-    so a multilingual corpus is balanced up to the smallest language's size.
-    """
-    corpus, n = d["distill_corpus"], _size(d, "distill")
+def distill_corpus(d: dict, train: pd.DataFrame | None, seed: int,
+                   memo: dict | None = None) -> corpora.Corpus:
+    """The unlabeled sentences for distillation (data.distill_corpus, see kdcascade.corpora),
+    every source checked and counted: nothing is tokenized before the whole corpus is known
+    to be readable."""
+    corpus = d["distill_corpus"]
+    n = corpora.positive_budget(d["sizes"].get("distill"), "data.sizes.distill")
+    smoothing = corpora.check_smoothing(d.get("distill_smoothing"))
+    languages = d["languages"]
     if corpus == "generated":
         if d["source"] != "synthetic":
             raise ConfigError("data.distill_corpus=generated: only the synthetic source "
-                              "generates sentences; use `train`, `translated_train`, a folder "
-                              "or a text file")
+                              "generates sentences; use `train`, `translated_train`, `hub`, a "
+                              "folder or a text file")
         if n is None:
             raise ConfigError("data.sizes.distill: the generated corpus needs a size")
         from . import synthetic
 
-        rows = [(lang, s) for lang in d["languages"]
-                for s in synthetic.generate_sentences(lang, n, seed + SPLIT_SEED_OFFSET["distill"])]
-        return pd.DataFrame(rows, columns=["language", "sentence"])
+        made = {lang: corpora.ListSource(lang, partial(
+            synthetic.generate_sentences, lang, n, seed + SPLIT_SEED_OFFSET["distill"]),
+            exact=True) for lang in languages}
+        return corpora.Corpus(made, n, None, seed)
     if corpus == "train":
-        df = _sentences_of(train)
+        made = {lang: corpora.ListSource(lang, partial(_sentences_of, group))
+                for lang, group in train.groupby("language", sort=True)}
     elif corpus == "translated_train":
-        df = _sentences_of(_translated_train(d, "distill_corpus", memo))
+        _check_translated_train(d, "distill_corpus")
+        made = {lang: corpora.ListSource(lang, lambda lang=lang: _sentences_of(
+            _translated_train(d, "distill_corpus", lang, memo))) for lang in languages}
+    elif corpus == "hub":
+        hub = corpora.check_hub(d.get("distill_hub"))
+        if smoothing is not None and n is None:
+            raise ConfigError("data.sizes.distill=null: a smoothed hub corpus needs a budget "
+                              "(sentences per language on average); its sizes are documents")
+        made = {lang: corpora.HubSource(hub, lang, seed) for lang in languages}
     elif isinstance(corpus, str) and Path(corpus).is_dir():
-        df = pd.concat([_lines(Path(corpus) / f"{lang}.txt", lang, f"data.languages has {lang}")
-                        for lang in d["languages"]], ignore_index=True)
+        folder = Path(corpus)
+        for lang in languages:  # every file there before the first is read
+            if not (folder / f"{lang}.txt").is_file():
+                raise ConfigError(f"{folder / f'{lang}.txt'}: file not found (data.languages "
+                                  f"has {lang}; expected one sentence per line)")
+        made = {lang: corpora.FileSource(folder / f"{lang}.txt", lang) for lang in languages}
     elif isinstance(corpus, str) and Path(corpus).is_file():
-        df = _lines(Path(corpus), "file")
+        made = {"file": corpora.FileSource(Path(corpus), "file")}
     else:
-        raise ConfigError(f"data.distill_corpus={corpus!r}: expected one of {', '.join(CORPORA)}, "
-                          "a folder of <language>.txt files or a text file with one sentence "
-                          "per line")
-    if n is not None:
-        df = (df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
-              .reset_index(drop=True))
-    return df
+        raise ConfigError(f"data.distill_corpus={corpus!r}: expected one of "
+                          f"{', '.join(corpora.CORPORA)}, a folder of <language>.txt files or "
+                          "a text file with one sentence per line")
+    return corpora.Corpus(made, n, smoothing, seed)
 
 
 TRANSFER = ("none", "translated_train", "distill")
 
 
-def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int,
+def transfer_pairs(d: dict, distill: data.Rows | None, seed: int,
                    memo: dict | None = None) -> pd.DataFrame:
     """Unlabeled NLI-shaped pairs (language, premise, hypothesis) in the test languages, on which
     a distilled model learns the fine-tuned teacher's predictions (finetune.transfer_weight).
@@ -131,8 +131,8 @@ def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int,
       `none`: no pairs;
       `translated_train`: XNLI's machine-translated train pairs of every data.languages (local or
         hub; the synthetic source generates its own pairs in each language), labels dropped;
-      `distill`: two unrelated sentences of the same language from the distillation corpus
-        (data.distill_corpus), for sources without translated pairs.
+      `distill`: two unrelated sentences of the same language from the prepared distillation
+        split (`distill`: its rows, memory-mapped; only the paired sentences are read).
     data.sizes.transfer: pairs per language (null = all).
     """
     corpus, n = d.get("transfer_corpus", "none"), _size(d, "transfer")
@@ -147,61 +147,59 @@ def transfer_pairs(d: dict, sentences: pd.DataFrame, seed: int,
                           for lang in d["languages"]], ignore_index=True
                          )[["language", "premise", "hypothesis"]]
     if corpus == "translated_train":
-        df = _translated_train(d, "transfer_corpus", memo)[["language", "premise", "hypothesis"]]
-        if n is not None:
-            df = df.sample(frac=1.0, random_state=seed).groupby("language", sort=True).head(n)
-        return df.reset_index(drop=True)
+        _check_translated_train(d, "transfer_corpus")
+        parts = []
+        for lang in d["languages"]:  # one language in memory at a time
+            df = _translated_train(d, "transfer_corpus", lang, memo)
+            parts.append(df[["language", "premise", "hypothesis"]] if n is None else
+                         df.sample(n=min(n, len(df)), random_state=seed)[
+                             ["language", "premise", "hypothesis"]])
+        return pd.concat(parts, ignore_index=True)
     if corpus != "distill":
         raise ConfigError(f"data.transfer_corpus={corpus!r}: expected one of {', '.join(TRANSFER)}")
-    rows = []
     rng = np.random.default_rng(seed + SPLIT_SEED_OFFSET["transfer"])
-    for lang, group in sentences.groupby("language", sort=True):
-        text = group.sentence.to_numpy()
-        order = rng.permutation(len(text))
+    table = distill.table()
+    text = table.column("sentence")
+    parts = []
+    for lang in sorted(table.column("language").unique().to_pylist()):
+        rows = distill.positions_in("language", [lang])
+        order = rows[rng.permutation(len(rows))]
         pairs = len(order) // 2 if n is None else min(n, len(order) // 2)
-        rows += [(lang, text[order[2 * i]], text[order[2 * i + 1]]) for i in range(pairs)]
-    return pd.DataFrame(rows, columns=["language", "premise", "hypothesis"])
+        parts.append(pd.DataFrame({"language": lang,
+                                   "premise": text.take(order[0:2 * pairs:2]).to_pylist(),
+                                   "hypothesis": text.take(order[1:2 * pairs:2]).to_pylist()}))
+    return (pd.concat(parts, ignore_index=True) if parts else
+            pd.DataFrame(columns=["language", "premise", "hypothesis"]))
 
 
-def _sentences_of(pairs: pd.DataFrame) -> pd.DataFrame:
-    both = pd.concat([pairs[["language", "premise"]].rename(columns={"premise": "sentence"}),
-                      pairs[["language", "hypothesis"]].rename(columns={"hypothesis": "sentence"})])
-    return both.drop_duplicates(["language", "sentence"]).reset_index(drop=True)
+def _sentences_of(pairs: pd.DataFrame) -> list[str]:
+    """Premises then hypotheses of some pairs, each sentence once."""
+    return list(dict.fromkeys([*pairs.premise, *pairs.hypothesis]))
 
 
 def _hub_memo(memo: dict | None) -> dict:
     return {} if memo is None else memo.setdefault("hub", {})
 
 
-def _translated_train(d: dict, param: str, memo: dict | None) -> pd.DataFrame:
-    """Labeled pairs of XNLI's translated train set in every data.languages, read once per memo
-    (at the paper's size, 15 x 392,702 pairs)."""
-    if memo is not None and "translated_train" in memo:
-        return memo["translated_train"]
+def _check_translated_train(d: dict, param: str) -> None:
+    """Every language's translated train set is there (local), before any is read."""
+    if d["source"] == "local" and d.get("path"):
+        for lang in d["languages"]:
+            path = xnli.train_file(Path(d["path"]), lang)
+            if not path.is_file():
+                raise ConfigError(f"{path}: file not found (data.{param}=translated_train, "
+                                  f"language {lang} needs it)")
+
+
+def _translated_train(d: dict, param: str, language: str, memo: dict | None) -> pd.DataFrame:
+    """Labeled pairs of XNLI's translated train set in one language (hub languages are loaded
+    once per memo, memory-mapped by `datasets`)."""
     if d["source"] == "local":
         if not d.get("path"):
             raise ConfigError("data.path: expected the folder holding XNLI-1.0/ and XNLI-MT-1.0/")
-        df = xnli.load_local(Path(d["path"]), d["languages"], d["languages"], ("train",))["train"]
-    elif d["source"] == "hub":
-        df = xnli.load_hub(d["hub_dataset"], d["languages"], d["languages"], ("train",),
-                           loaded=_hub_memo(memo))["train"]
-    else:
-        raise ConfigError(f"data.{param}=translated_train: needs data.source local or hub "
-                          "(XNLI's machine-translated train set)")
-    if memo is not None:
-        memo["translated_train"] = df
-    return df
-
-
-def _lines(path: Path, language: str, why: str = "") -> pd.DataFrame:
-    """The non-empty lines of a UTF-8 text file, stripped, each once."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found ({why}; expected one sentence per line)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not valid UTF-8 ({err.reason})") from None
-    lines = list(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
-    if not lines:
-        raise ConfigError(f"{path}: no sentences (expected one sentence per line)")
-    return pd.DataFrame({"language": language, "sentence": lines})
+        return xnli.load_local(Path(d["path"]), [language], [language], ("train",))["train"]
+    if d["source"] == "hub":
+        return xnli.load_hub(d["hub_dataset"], [language], [language], ("train",),
+                             loaded=_hub_memo(memo))["train"]
+    raise ConfigError(f"data.{param}=translated_train: needs data.source local or hub "
+                      "(XNLI's machine-translated train set)")

@@ -3,8 +3,8 @@ by the models that learn them (soft labels, transfer pairs), which then need no 
 that model: the teacher's (`finetune-teacher`), or with cascade.logits_from=predecessor each
 assistant's for the model distilled from it (`finetune@<assistant>`):
 
-    data/logits/<model>/train.npy      float32 [rows of train.parquet, labels], in row order
-                        transfer.npy   the same for transfer.parquet (when transfer is on)
+    data/logits/<model>/train.npy      float32 [rows of train.arrow, labels], in row order
+                        transfer.npy   the same for transfer.arrow (when transfer is on)
                         sources.json   the model, and for each split: the file, its rows, sha256
 
 The student's and the truncated baseline's folders name no split (nobody learns theirs). A
@@ -35,23 +35,23 @@ def file_sha256(path: Path) -> str:
 
 
 def write(folder: Path, model: str, splits: dict[str, tuple[Path, np.ndarray]]) -> None:
-    """`model`'s logits, {split: (its parquet file, logits in row order)}, into `folder` (an
+    """`model`'s logits, {split: (its split file, logits in row order)}, into `folder` (an
     existing scratch folder: the stage makes it the output only once everything is written)."""
     folder = Path(folder)
     sources = {}
-    for split, (parquet, values) in splits.items():
+    for split, (split_file, values) in splits.items():
         np.save(folder / f"{split}.npy", np.asarray(values, dtype=np.float32))
-        sources[split] = {"file": str(parquet), "rows": len(values),
-                          "sha256": file_sha256(parquet)}
+        sources[split] = {"file": str(split_file), "rows": len(values),
+                          "sha256": file_sha256(split_file)}
     (folder / SOURCES).write_text(json.dumps({"model": model, "splits": sources}, indent=2)
                                   + "\n", encoding="utf-8")
 
 
-def read(folder, split: str, parquet: Path, rows: int, model: str,
+def read(folder, split: str, split_file: Path, rows: int, model: str,
          teacher: bool = True) -> np.ndarray:
     """The logits of `split` written by `model` (the teacher, or an assistant), checked against
-    the parquet file the learner reads."""
-    folder, parquet = Path(folder), Path(parquet)
+    the split file the learner reads."""
+    folder, split_file = Path(folder), Path(split_file)
     again = rerun(model, teacher)
     try:
         sources = json.loads((folder / SOURCES).read_text(encoding="utf-8"))
@@ -64,8 +64,8 @@ def read(folder, split: str, parquet: Path, rows: int, model: str,
     if split not in splits:
         raise ConfigError(f"{folder}: no logits of {model} for {split} (it was fine-tuned with "
                           f"other finetune.soft_labels / transfer params); {again}")
-    if splits[split].get("sha256") != file_sha256(parquet):
-        raise ConfigError(f"{folder / (split + '.npy')}: computed from another {parquet} than "
+    if splits[split].get("sha256") != file_sha256(split_file):
+        raise ConfigError(f"{folder / (split + '.npy')}: computed from another {split_file} than "
                           f"this one; {again}")
     values = np.load(folder / f"{split}.npy")
     if values.shape != (rows, len(LABELS)) or not np.isfinite(values).all():

@@ -109,6 +109,11 @@ def _local_train(path: Path, language: str) -> pd.DataFrame:
     return _frame([language] * len(rows), [f[0] for _, f in rows], [f[1] for _, f in rows], labels)
 
 
+def train_file(root: Path, language: str) -> Path:
+    """XNLI-MT's machine-translated MultiNLI train set of one language."""
+    return Path(root) / "XNLI-MT-1.0" / "multinli" / f"multinli.train.{language}.tsv"
+
+
 def load_local(
     root: str | Path,
     languages: Sequence[str],
@@ -122,7 +127,7 @@ def load_local(
     if not root.is_dir():
         raise ConfigError(f"{root}: data root directory not found (expected unpacked XNLI-1.0 and XNLI-MT-1.0)")
     paths = {
-        split: [(lang, root / "XNLI-MT-1.0" / "multinli" / f"multinli.train.{lang}.tsv") for lang in train_languages]
+        split: [(lang, train_file(root, lang)) for lang in train_languages]
         if split == "train"
         else [(", ".join(languages), root / "XNLI-1.0" / f"xnli.{split}.tsv")]
         for split in splits
