@@ -1,4 +1,4 @@
-"""Compare experiments: the final student's accuracy against cascade.steps, seeds grouped.
+"""Compare experiments: the student's accuracy and its gains over both baselines, seeds pooled.
 
     python stages/compare.py                        # reads `dvc exp show --json` of this repo
     python stages/compare.py --json shown.json      # or a saved copy of it
@@ -7,6 +7,8 @@
 Writes reports/compare/comparison.md, comparison.csv and student_vs_<param>.png. Experiments that
 differ only in `seed` are one group (mean and standard deviation); each group is compared with
 the first (by default steps=1, direct distillation) and told whether the gap is within seed noise.
+Both gains are pooled too: over the truncated baseline (distill_gain) and over the plain one
+(gain_vs_plain, from the runs that had it).
 """
 
 import argparse
@@ -51,7 +53,10 @@ def run():
     table.to_csv(out / "experiments.csv", index=False)
     groups.to_csv(out / "comparison.csv", index=False)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for metric, style in (("student_avg", "o-"), ("truncated_avg", "x--"), ("teacher_avg", "s:")):
+    for metric, style in (("student_avg", "o-"), ("truncated_avg", "x--"), ("plain_avg", "+-."),
+                          ("teacher_avg", "s:")):
+        if groups[f"{metric} count"].sum() == 0:  # no run had the plain baseline
+            continue
         ax.errorbar(groups[args.by].astype(str), groups[f"{metric} mean"],
                     yerr=groups[f"{metric} std"].fillna(0), fmt=style, capsize=3, label=metric)
     ax.set_xlabel(args.by)
@@ -61,8 +66,10 @@ def run():
     fig.tight_layout()
     fig.savefig(out / f"student_vs_{args.by}.png", dpi=120)
     shown = ["name", args.by, "seed", *compare.HEADLINE]
-    summary = groups[[c for c in groups.columns if c not in (
-        f"{m} {s}" for m in compare.HEADLINE[1:] for s in ("std", "count"))]]
+    # mean and sd of the student and of both gains, the means of the others
+    kept = {"student_avg count", *(f"{m} std" for m in ("student_avg", *compare.GAINS))}
+    summary = groups[[c for c in groups.columns
+                      if not c.endswith((" std", " count")) or c in kept]]
     md = ["# Experiments compared\n", table[shown].to_markdown(index=False, floatfmt=".2f"), "\n",
           f"## Grouped by {args.by} (seeds pooled)\n",
           summary.to_markdown(index=False, floatfmt=".2f"), "\n",

@@ -21,8 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from kdcascade import runtime, schedule  # noqa: E402
+from kdcascade import runtime, schedule, settings  # noqa: E402
 from kdcascade.errors import ConfigError  # noqa: E402
+
+# the two baselines: the teacher's bottom layers, never distilled, fine-tuned as the student is
+# (truncated) or on the labels alone (plain)
+BASELINES = {"truncated": ("x", "C3", "truncated, fine-tuned as the student"),
+             "plain": ("+", "C2", "truncated, labels alone")}
 
 
 def save(fig, path: Path) -> None:
@@ -40,12 +45,13 @@ def accuracy_table(metrics: dict) -> pd.DataFrame:
 def plot_accuracy_vs_layers(metrics: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     cascade = [(m["layers"], m["accuracy"]["avg"]) for m in metrics.values()
-               if m["role"] != "truncated"]
+               if m["role"] not in BASELINES]
     ax.plot(*zip(*cascade), marker="o", label="cascade (teacher, assistants, student)")
     for name, m in metrics.items():
-        if m["role"] == "truncated":
-            ax.scatter([m["layers"]], [m["accuracy"]["avg"]], marker="x", s=60, color="C3",
-                       label=f"{name}: truncated, not distilled")
+        if m["role"] in BASELINES:
+            marker, color, words = BASELINES[m["role"]]
+            ax.scatter([m["layers"]], [m["accuracy"]["avg"]], marker=marker, s=60, color=color,
+                       label=f"{name}: {words}")
     ax.axhline(100 / 3, color="grey", lw=0.8, ls="--", label="chance (balanced labels)")
     ax.set_xticks(sorted({m["layers"] for m in metrics.values()}))
     ax.set_xlabel("encoder layers")
@@ -80,7 +86,8 @@ def plot_accuracy_vs_latency(metrics: dict, speed: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in timed:
         x, y = speed[name]["latency"][batch]["ms"], metrics[name]["accuracy"]["avg"]
-        ax.scatter([x], [y], marker="x" if metrics[name]["role"] == "truncated" else "o")
+        role = metrics[name]["role"]
+        ax.scatter([x], [y], marker=BASELINES[role][0] if role in BASELINES else "o")
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(f"latency, {batch}, length 128 (ms, median)")
     ax.set_ylabel("average test accuracy (%)")
@@ -153,7 +160,7 @@ def plot_export(exported: dict, path: Path) -> bool:
 
 def plot_languages(metrics: dict, path: Path) -> None:
     roles = {m["role"]: n for n, m in metrics.items()}
-    shown = [roles[r] for r in ("teacher", "student", "truncated")]
+    shown = [roles[r] for r in ("teacher", "student", *BASELINES) if r in roles]
     langs = [k for k in metrics[shown[0]]["accuracy"] if k != "avg"]
     table = pd.DataFrame({n: [metrics[n]["accuracy"][lang] for lang in langs] for n in shown},
                          index=langs)
@@ -217,20 +224,28 @@ def headline(metrics: dict, speed: dict, data_summary: dict) -> dict:
     """The few numbers experiments are compared by, under the same short keys for any cascade
     (they are the column headers of `dvc exp show`).
 
-    *_avg: unweighted average test accuracy (%) over the languages; distill_gain: student minus
-    truncated baseline (what distillation adds to truncation alone); retention: the student's
-    average as % of the teacher's; speedup: the student's measured speed-up over the teacher at
-    the largest timed batch ("not timed" with evaluate.timing_repeats: 0); params_m: the
-    student's parameters in millions, embeddings included; test_pairs: test rows, all languages.
+    *_avg: unweighted average test accuracy (%) over the languages: of the teacher, the student,
+    the truncated baseline (the teacher's bottom layers fine-tuned as the student is) and the
+    plain baseline (the same layers fine-tuned on the labels alone); gain_vs_plain: student
+    minus plain baseline (all that distillation adds); distill_gain: student minus truncated
+    baseline (what general distillation and the cascade add to the task distillation both get);
+    without the plain baseline (cascade.plain_baseline: false) plain_avg and gain_vs_plain are
+    absent, not zero. retention: the student's average as % of the teacher's; speedup: the
+    student's measured speed-up over the teacher at the largest timed batch ("not timed" with
+    evaluate.timing_repeats: 0); params_m: the student's parameters in millions, embeddings
+    included; test_pairs: test rows, all languages.
     """
     roles = {m["role"]: name for name, m in metrics.items()}
-    avg = {role: metrics[roles[role]]["accuracy"]["avg"]
-           for role in ("teacher", "student", "truncated")}
+    avg = {role: metrics[name]["accuracy"]["avg"] for role, name in roles.items()}
+    plain = "plain" in avg
     student = speed[roles["student"]]
     timed = sorted(student.get("latency", {}), key=lambda b: int(b.removeprefix("batch")))
+    # averages are rounded to 2 decimals: each gain is exactly the difference of those shown
     return {"teacher_avg": avg["teacher"], "student_avg": avg["student"],
             "truncated_avg": avg["truncated"],
+            **({"plain_avg": avg["plain"]} if plain else {}),
             "distill_gain": round(avg["student"] - avg["truncated"], 2),
+            **({"gain_vs_plain": round(avg["student"] - avg["plain"], 2)} if plain else {}),
             "retention": metrics[roles["student"]]["retention"],
             "speedup": student[f"speedup_{timed[-1]}"] if timed else "not timed",
             "params_m": round(student["parameters"]["total"] / 1e6, 2),
@@ -238,11 +253,63 @@ def headline(metrics: dict, speed: dict, data_summary: dict) -> dict:
             "test_pairs": data_summary["test"]["rows"]}
 
 
+def what_it_learns(params: dict, name: str) -> str:
+    """In words, what a model learned in fine-tuning (cascade.learns_from, finetune)."""
+    record = schedule.fine_tuning_of(params).get(name)
+    if record is None:  # the teacher, the plain baseline
+        return "the labels alone"
+    signals = settings.teacher_signals(params["finetune"], True, record["transfer"],
+                                       record["intermediate"])
+    source = record["logits"]
+    words = {"soft_labels": f"{source}'s soft labels",
+             "transfer": f"{source}'s logits on the transfer pairs",
+             "intermediate": "the teacher's hidden states"}
+    learnt = ["the labels", *(words[k] for k, on in signals.items() if on)]
+    if len(learnt) == 1:
+        return "the labels alone"
+    return ", ".join(learnt[:-1]) + " and " + learnt[-1]
+
+
+def points(gain: float) -> str:
+    """A gain with its sign, in numbers and words."""
+    side = "above" if gain > 0 else "below" if gain < 0 else "level with"
+    return f"{gain:+.2f} points ({side} it)"
+
+
+def gains_sentence(top: dict, metrics: dict, params: dict) -> str:
+    """What distillation adds, against each baseline: the sentence under the accuracy table."""
+    roles = {m["role"]: name for name, m in metrics.items()}
+    student, truncated = roles["student"], roles["truncated"]
+    layers = metrics[student]["layers"]
+    ours, theirs = what_it_learns(params, student), what_it_learns(params, truncated)
+    if theirs == ours:
+        adds = "what general distillation and the cascade add" + (
+            "" if ours == "the labels alone" else " on top of the same task distillation")
+    elif theirs == "the labels alone":
+        adds = "what general distillation, the cascade and the student's task distillation add"
+    else:
+        adds = ("what general distillation and the cascade add, with the task distillation the "
+                "baseline does not get")
+    said = [f"**What distillation adds.** The student {student} learned {ours}."]
+    if "gain_vs_plain" in top:
+        said.append(f"Against the plain baseline {roles['plain']} (the teacher's bottom {layers} "
+                    "layers fine-tuned on the labels alone: no distillation at all) it scores "
+                    f"{points(top['gain_vs_plain'])}: all that distillation adds "
+                    "(`gain_vs_plain`).")
+    else:
+        said.append("No plain baseline (`cascade.plain_baseline: false`): what distillation adds "
+                    "over the labels alone is not measured.")
+    said.append(f"Against the truncated baseline {truncated} (the same layers, never distilled, "
+                f"fine-tuned on {theirs}) it scores {points(top['distill_gain'])}: {adds} "
+                "(`distill_gain`).")
+    return " ".join(said)
+
+
 def accuracy_by_layers(metrics: dict) -> list[dict]:
     """Teacher, assistants and student by depth: one line per experiment in `dvc plots diff`."""
     return [{"model": name, "role": m["role"], "layers": m["layers"],
              "accuracy": m["accuracy"]["avg"]}
-            for name, m in metrics.items() if m["role"] != "truncated"]
+            for name, m in metrics.items() if m["role"] not in BASELINES]
 
 
 def run():
@@ -293,10 +360,9 @@ def run():
           f"(`finetune.select_on: {params['finetune']['select_on']}`). `avg` is the unweighted "
           "mean over languages; retention is avg as % of the teacher's.\n",
           accuracy_table(metrics).to_markdown(floatfmt=".2f"), "\n",
-          f"Distillation gain of the student over the truncated baseline: "
-          f"{top['distill_gain']:+.2f} points.\n",
+          gains_sentence(top, metrics, params) + "\n",
           "![accuracy against layers](plots/accuracy_vs_layers.png)\n",
-          "![teacher, student and truncated baseline per language](plots/languages.png)\n",
+          "![teacher, student and baselines per language](plots/languages.png)\n",
           "## Efficiency\n",
           "Measured on this machine with random ids at length "
           f"{params['evaluate']['timing_length']}: median of {params['evaluate']['timing_repeats']} "

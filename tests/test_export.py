@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, read_split_frame
 from kdcascade import classify, data, efficiency, exporting, heads, models, schedule, settings
 from kdcascade.errors import ConfigError
 from kdcascade.labels import LABELS
@@ -183,8 +183,9 @@ def test_a_trimmed_export_needs_splits_other_than_test(workdir, minilm_path):
     # with a train split: its tokens are kept, and evaluate-export measures the trimmed graph
     # against the full PyTorch model on test pairs that hold tokens train does not
     pairs = generate_nli("en", 4, seed=5)
-    train, _ = data.tokenize_pairs(models.load_tokenizer(minilm_path), pairs, MAX_LENGTH)
-    data.write_parquet(train, workdir / "prep" / "train.parquet")
+    data.write_pairs(workdir / "prep" / "train.arrow", pairs, models.load_tokenizer(minilm_path),
+                     MAX_LENGTH)
+    train = read_split_frame(workdir / "prep" / "train.arrow")
     edit_params(workdir, lambda p: p["evaluate"].update(timing_repeats=0))
     out = call_stage(workdir, "export.py", "--model", "student", "--finetuned", "ft",
                      "--data", "prep", "--out", "exp/student")
@@ -211,8 +212,8 @@ def finetuned_folder(workdir, minilm_path):
 def prepared_test_split(workdir, minilm_path, rows_per_language=3):
     (workdir / "prep").mkdir()
     pairs = pd.concat([generate_nli(lang, rows_per_language, seed=0) for lang in ("en", "de")])
-    test, _ = data.tokenize_pairs(models.load_tokenizer(minilm_path), pairs, MAX_LENGTH)
-    data.write_parquet(test, workdir / "prep" / "test.parquet")
+    data.write_pairs(workdir / "prep" / "test.arrow", pairs, models.load_tokenizer(minilm_path),
+                     MAX_LENGTH)
 
 
 def test_export_and_evaluate_export_stages_write_what_the_report_shows(workdir, minilm_path):
@@ -284,7 +285,7 @@ def test_export_refuses_an_unknown_quantisation_mode(workdir):
 def test_export_refuses_a_model_outside_the_cascade(workdir):
     out = call_stage(workdir, "export.py", "--model", "L9", "--finetuned", "ft", "--out", "e")
     assert_one_line_error(out, "--model (an item of export.models): 'L9' is neither a model of "
-                          "this cascade (L6, L5, L4, L3, L3-trunc)")
+                          "this cascade (L6, L5, L4, L3, L3-trunc, L3-plain)")
 
 
 def test_evaluate_export_refuses_an_export_of_another_model(workdir, minilm_path):

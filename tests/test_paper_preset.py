@@ -6,12 +6,11 @@ import shutil
 import sys
 
 import datasets
-import pandas as pd
 import pytest
 import transformers
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, read_split_frame
 from kdcascade import schedule
 from kdcascade.compose import compose
 from kdcascade.xnli import XNLI_LANGUAGES
@@ -47,15 +46,28 @@ def fake_hub(monkeypatch, tmp_path, minilm_path):
                                   "hypothesis": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=names)})
 
-    def load_dataset(path, name, **kwargs):
+    def load_dataset(path, name, split=None, streaming=False):
         asked["datasets"].append((path, name))
+        if path == "wikimedia/wikipedia":  # the general distillation corpus, streamed
+            assert streaming and split == "train"
+            text = [f"Article {i} of {name} says 3 apples are here. It has a second sentence "
+                    f"{i}.\nA heading" for i in range(4)]
+            return datasets.Dataset.from_dict({"id": list(range(4)), "text": text}
+                                              ).to_iterable_dataset()
         rows = {"premise": [f"{name} premise {i} about 3 apples" for i in range(9)],
                 "hypothesis": [f"{name} hypothesis {i}" for i in range(9)],
                 "label": [i % 3 for i in range(9)]}
         split = datasets.Dataset.from_dict(rows, features=features)
         return datasets.DatasetDict(train=split, validation=split, test=split)
 
+    def load_dataset_builder(path, name):  # smoothing reads each Wikipedia's size
+        size = 1000 if name.endswith(".en") else 100
+        info = datasets.DatasetInfo(splits=datasets.SplitDict(
+            {"train": datasets.SplitInfo("train", num_examples=size)}))
+        return type("Builder", (), {"info": info})()
+
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset_builder", load_dataset_builder)
     return asked
 
 
@@ -68,7 +80,7 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     work = tmp_path / "work"
     work.mkdir()
     compose(work / "params.yaml", ["preset=paper", "distill.epochs=1", "finetune.epochs=1",
-                                   "finetune.evals_per_epoch=1", "data.sizes.distill=20",
+                                   "finetune.evals_per_epoch=1", "data.sizes.distill=4",
                                    "data.sizes.transfer=3"])
     params = yaml.safe_load((work / "params.yaml").read_text())
     monkeypatch.chdir(work)
@@ -88,19 +100,36 @@ def test_paper_preset_runs_its_real_code_against_a_stand_in_hub(fake_hub, tmp_pa
     finetune("L12")
     for name, source in schedule.learns_from_of(params).items():
         finetune(name, "--teacher-logits", f"data/logits/{source}")
+    for name, encoder in params["cascade"]["plain_from"][0].items():  # the plain baseline
+        run_stage(monkeypatch, "finetune.py", "--model", name, "--encoder",
+                  f"data/models/{encoder}", "--data", "data/prepared",
+                  "--out", f"data/finetuned/{name}", "--live", f"live/finetune/{name}")
     run_stage(monkeypatch, "evaluate.py", "--finetuned", "data/finetuned",
               "--data", "data/prepared", "--out", "eval")
 
     assert fake_hub["models"] and set(fake_hub["models"]) == {HUB_MODEL}
-    # each language once: the splits, the translated train sentences (distill_corpus) and the
-    # translated train pairs (transfer_corpus) share what prepare loaded
-    assert sorted(name for _, name in fake_hub["datasets"]) == sorted(XNLI_LANGUAGES)
-    transfer = pd.read_parquet(work / "data/prepared/transfer.parquet")
+    # each XNLI language once: the splits and the translated train pairs (transfer_corpus)
+    # share what prepare loaded; each Wikipedia streamed once for the distillation corpus
+    assert sorted(name for path, name in fake_hub["datasets"] if path == "facebook/xnli") == sorted(
+        XNLI_LANGUAGES)
+    assert sorted(name for path, name in fake_hub["datasets"] if path != "facebook/xnli") == sorted(
+        f"20231101.{lang}" for lang in XNLI_LANGUAGES)
+    corpus = read_split_frame(work / "data/prepared/distill.arrow")
+    counts = corpus.language.value_counts()
+    # smoothed at 0.7 over 1000 English and 100 other documents: English gets the most, but
+    # less than its 1000/2400 share of the corpus; every sentence a Wikipedia one
+    assert counts.idxmax() == "en" and counts["en"] < 0.4 * counts.sum()
+    assert set(counts.index) == set(XNLI_LANGUAGES) and corpus.sentence.str.startswith(
+        ("Article", "It has")).all()
+    transfer = read_split_frame(work / "data/prepared/transfer.arrow")
     assert sorted(transfer.language.unique()) == sorted(XNLI_LANGUAGES)
     metrics = yaml.safe_load((work / "eval" / "metrics.json").read_text())
-    assert list(metrics) == ["L12", "L11", "L10", "L9", "L8", "L7", "L6", "L6-trunc"]
+    assert list(metrics) == ["L12", "L11", "L10", "L9", "L8", "L7", "L6", "L6-trunc",
+                            "L6-plain"]
     assert set(metrics["L6"]["accuracy"]) == {*XNLI_LANGUAGES, "avg"}
-    layers = {n: yaml.safe_load((work / "data/models" / n / "config.json").read_text())
-              ["num_hidden_layers"] for n in metrics}
+    # the plain baseline is fine-tuned from the truncated baseline's folder
+    encoders = {n: params["cascade"]["plain_from"][0].get(n, n) for n in metrics}
+    layers = {n: yaml.safe_load((work / "data/models" / e / "config.json").read_text())
+              ["num_hidden_layers"] for n, e in encoders.items()}
     assert layers == {n: m["layers"] for n, m in metrics.items()}
     shutil.rmtree(work / "data")

@@ -52,7 +52,7 @@ def test_repro_then_experiment_with_another_step_count(repo):
     sh("dvc", "repro", cwd=repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     models = list(schedule.models_of(params))
-    assert models == ["L6", "L5", "L4", "L4-trunc"]
+    assert models == ["L6", "L5", "L4", "L4-trunc", "L4-plain"]
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert list(metrics) == models
     for m in metrics.values():
@@ -62,11 +62,15 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert (repo / "data/finetuned" / name / "config.json").is_file()
     # the tiny preset turns on soft labels: every student learnt from logits, with
     # logits_from=predecessor the assistant's for the student, the teacher's for the others
-    for name in models[1:]:
+    for name in models[1:-1]:
         live = json.loads((repo / f"reports/live/finetune/{name}/metrics.json").read_text())
         assert live["train"]["soft_label_kl"] >= 0 and "cross_entropy" in live["train"]
+    # ... but the plain baseline, fine-tuned on the labels alone (no term but the loss logged)
+    live = json.loads((repo / "reports/live/finetune/L4-plain/metrics.json").read_text())
+    assert "soft_label_kl" not in live["train"] and live["train"]["loss"] > 0
+    assert not (repo / "data/logits/L4-plain").exists()
     shared = {name: json.loads((repo / f"data/logits/{name}/sources.json").read_text())
-              for name in models}
+              for name in models[:-1]}
     assert {name: (s["model"], list(s["splits"])) for name, s in shared.items()} == {
         "L6": ("L6", ["train"]), "L5": ("L5", ["train"]), "L4": ("L4", []),
         "L4-trunc": ("L4-trunc", [])}
@@ -91,6 +95,9 @@ def test_repro_then_experiment_with_another_step_count(repo):
     summary = json.loads((repo / "reports/summary.json").read_text())
     assert list(summary) == list(HEADLINE)
     assert summary["student_avg"] == metrics["L4"]["accuracy"]["avg"]
+    assert summary["plain_avg"] == metrics["L4-plain"]["accuracy"]["avg"]
+    assert summary["gain_vs_plain"] == round(summary["student_avg"] - summary["plain_avg"], 2)
+    assert "`gain_vs_plain`" in report and "L4-plain (plain)" in report
     assert summary["languages"] == "en,de,fr,es" and summary["test_pairs"] == 4 * 24
     by_layers = json.loads((repo / "reports/accuracy_by_layers.json").read_text())
     assert [(r["model"], r["layers"]) for r in by_layers] == [("L6", 6), ("L5", 5), ("L4", 4)]
@@ -99,6 +106,21 @@ def test_repro_then_experiment_with_another_step_count(repo):
 
     # nothing changed: nothing reruns
     assert "Running stage" not in sh("dvc", "repro", cwd=repo)
+    assert "changed" not in sh("dvc", "status", cwd=repo)
+    # a change reruns exactly the stages it affects (then the change is undone)
+    sh(sys.executable, "-m", "kdcascade.compose", "preset=tiny", "cascade.logits_from=predecessor",
+       "finetune.transfer.models=distilled", cwd=repo / "stages")
+    assert changed_stages(repo) == {"finetune@L4-trunc", "report"}  # not the teacher's, student's
+    sh("git", "checkout", "params.yaml", cwd=repo)
+    runs = {name for name, s in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()
+            if any(d["path"] == "stages/kdcascade/classify.py" for d in s.get("deps", []))}
+    assert {"evaluate", "finetune-teacher", "finetune@L4", "finetune-plain@L4-plain"} <= runs
+    for code, expected in (("stages/kdcascade/classify.py", runs),
+                           ("stages/report.py", {"report"})):
+        with open(repo / code, "a") as f:
+            f.write("# a one-line change\n")
+        assert changed_stages(repo) == expected, code
+        sh("git", "checkout", code, cwd=repo)
     assert "changed" not in sh("dvc", "status", cwd=repo)
 
     sh("git", "add", "-A", cwd=repo)
@@ -112,19 +134,19 @@ def test_repro_then_experiment_with_another_step_count(repo):
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert composed["cascade"]["distilled_from"] == [{"L4": "L6"}]
     # the teacher's logits again (logits_from back to the default): its stage did not rerun
-    assert composed["cascade"]["learns_from"] == [{"L4": "L6", "L4-trunc": "L6"}]
+    assert schedule.learns_from_of(composed) == {"L4": "L6", "L4-trunc": "L6"}
     provenance = json.loads((repo / "data/models/L4/provenance.json").read_text())["params"]
     assert provenance["distill"]["lr"] == 0.0003 and provenance["resumed_from_step"] == 0
     assert not (repo / "data/checkpoints/distill/L4").exists()
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
-    assert list(metrics) == ["L6", "L4", "L4-trunc"]  # no leftovers of the longer cascade
+    assert list(metrics) == ["L6", "L4", "L4-trunc", "L4-plain"]  # none of the longer cascade
 
     # the lock holds exactly the stages of the shorter cascade, in the workspace and in the
     # experiment's commit: the prune-lock stage removed distill@L5 and finetune@L5
     assert "dvc.lock: removed distill@L5, finetune@L5" in out
     stages = set(sh("dvc", "stage", "list", "--name-only", cwd=repo).split())
-    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "export@student",
-            "evaluate-export", "prune-lock"} <= stages
+    assert {"distill@L4", "finetune@L4", "finetune@L4-trunc", "finetune-plain@L4-plain",
+            "export@student", "evaluate-export", "prune-lock"} <= stages
     assert not stages & {"distill@L5", "finetune@L5"}
     assert set(lock_stages(repo / "dvc.lock")) == stages
     sh(sys.executable, "stages/prune_lock.py", "--check", cwd=repo)
@@ -167,6 +189,7 @@ def test_repro_then_experiment_with_another_step_count(repo):
         assert set(cols) >= expected, flags
         assert set(table.columns) - set(cols) <= EXPERIMENT_COLUMNS, flags
         assert len(cols) <= 30 and "direct" in set(table["Experiment"].dropna()), flags
+    assert len(table.columns) <= 20  # the headline table, DVC's own columns included
 
     # the seed-pooling view reads the same numbers
     (repo / "shown.json").write_text(json.dumps(shown))
@@ -180,8 +203,8 @@ def test_repro_then_experiment_with_another_step_count(repo):
 # what `dvc exp show --csv` puts before the metrics and params
 EXPERIMENT_COLUMNS = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
 
-HEADLINE = ("teacher_avg", "student_avg", "truncated_avg", "distill_gain", "retention", "speedup",
-            "params_m", "languages", "test_pairs")
+HEADLINE = ("teacher_avg", "student_avg", "truncated_avg", "plain_avg", "distill_gain",
+            "gain_vs_plain", "retention", "speedup", "params_m", "languages", "test_pairs")
 
 
 def leaves(files: dict) -> dict:
@@ -194,6 +217,11 @@ def leaves(files: dict) -> dict:
                 yield f"{prefix}{key}", value
     return {f"{path}:{key}": value for path, entry in files.items()
             for key, value in walk(entry.get("data") or {}, "")}
+
+
+def changed_stages(repo) -> set:
+    """The stages `dvc status` says changed."""
+    return set(json.loads(sh("dvc", "status", "--json", cwd=repo) or "{}"))
 
 
 def lock_stages(path) -> list:

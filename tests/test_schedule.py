@@ -40,24 +40,60 @@ def test_steps_are_chained_by_name():
     assert [s["step"] for s in steps.values()] == [1, 2, 3]
 
 
-def test_models_list_teacher_assistants_student_and_baseline():
+def test_models_list_teacher_assistants_student_and_both_baselines():
     models = schedule.models(12, 6, 3)
     assert [(k, v["role"]) for k, v in models.items()] == [
         ("L12", "teacher"), ("L10", "assistant"), ("L8", "assistant"),
-        ("L6", "student"), ("L6-trunc", "truncated")]
-    direct = schedule.models(12, 6, 1)
+        ("L6", "student"), ("L6-trunc", "truncated"), ("L6-plain", "plain")]
+    direct = schedule.models(12, 6, 1, plain=False)  # cascade.plain_baseline: false
     assert [v["role"] for v in direct.values()] == ["teacher", "student", "truncated"]
+    with pytest.raises(ConfigError, match=r"cascade.plain_baseline='no': expected true"):
+        schedule.models(12, 6, 1, plain="no")
 
 
-def test_the_stored_schedule_is_two_lists_whatever_the_step_count():
+def shape(teacher=12, student=6, steps=3, logits_from="teacher", plain=True, transfer="all",
+          intermediate="all") -> dict:
+    """The params the stored schedule is computed from."""
+    return {"teacher": {"layers": teacher},
+            "cascade": {"student_layers": student, "steps": steps, "logits_from": logits_from,
+                        "plain_baseline": plain},
+            "finetune": {"transfer": {"models": transfer},
+                         "intermediate": {"models": intermediate}}}
+
+
+def test_the_stored_schedule_is_three_lists_whatever_the_step_count():
     # `dvc exp show` makes a column of every leaf of params.yaml and never splits a list
     for steps in (1, 3, 6):
-        stored = schedule.stored(12, 6, steps)
+        stored = schedule.stored(shape(steps=steps))
         assert set(stored) == set(schedule.STORED)
-        assert all(isinstance(v, list) for v in stored.values())
-    assert schedule.stored(6, 3, 3) == {
+        assert all(isinstance(v, list) and len(v) == 1 for v in stored.values())
+    every = {"logits": "L6", "transfer": True, "intermediate": True}
+    assert schedule.stored(shape(6, 3, 3)) == {
         "distilled_from": [{"L5": "L6", "L4": "L5", "L3": "L4"}],
-        "learns_from": [{"L5": "L6", "L4": "L6", "L3": "L6", "L3-trunc": "L6"}]}
+        "learns_from": [{"L5": every, "L4": every, "L3": every, "L3-trunc": every}],
+        "plain_from": [{"L3-plain": "L3-trunc"}]}
+    assert schedule.stored(shape(6, 3, 3, plain=False))["plain_from"] == [{}]
+
+
+def test_what_each_model_learns_follows_the_models_settings():
+    """transfer.models / intermediate.models=distilled take the pairs or the layer terms from
+    the truncated baseline alone; the plain baseline never learns from a teacher."""
+    learns = schedule.fine_tuning(12, 6, 2, "teacher", "distilled", "all")
+    assert {name: r["transfer"] for name, r in learns.items()} == {
+        "L9": True, "L6": True, "L6-trunc": False}
+    assert all(r["intermediate"] for r in learns.values())
+    learns = schedule.fine_tuning(12, 6, 2, "teacher", "all", "distilled")
+    assert [r["intermediate"] for r in learns.values()] == [True, True, False]
+    assert "L6-plain" not in learns and "L6-plain" in schedule.models(12, 6, 2)
+    with pytest.raises(ConfigError, match=r"finetune.intermediate.models='some': expected one"):
+        schedule.fine_tuning(12, 6, 2, "teacher", "all", "some")
+
+
+def test_conf_passes_each_stored_key_the_params_it_is_computed_from():
+    """conf/config.yaml's resolver calls and schedule.STORED name the same params, in order."""
+    cascade = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["cascade"]
+    for key, (_, paths) in schedule.STORED.items():
+        assert cascade[key] == f"${{cascade_{key}:" + ",".join(f"${{{p}}}" for p in paths) + "}"
 
 
 def test_with_predecessor_logits_each_distilled_model_learns_from_the_one_before():
@@ -74,8 +110,8 @@ def test_hydra_composes_the_logits_chain_and_refuses_a_bad_source(tmp_path):
     out = tmp_path / "params.yaml"
     compose(out, ["cascade.steps=2", "cascade.logits_from=predecessor"])
     params = yaml.safe_load(out.read_text())
-    assert params["cascade"]["learns_from"] == [{"L4": "L6", "L3": "L4", "L3-trunc": "L6"}]
-    assert schedule.learns_from_of(params) == params["cascade"]["learns_from"][0]
+    assert schedule.learns_from_of(params) == {"L4": "L6", "L3": "L4", "L3-trunc": "L6"}
+    assert schedule.fine_tuning_of(params) == params["cascade"]["learns_from"][0]
     params["cascade"]["logits_from"] = "teacher"  # edited by hand: the stored chain disagrees
     with pytest.raises(ConfigError, match=r"cascade.learns_from do not match .*"
                                           r"cascade.logits_from=teacher"):
@@ -105,14 +141,17 @@ def test_paper_preset_composes_the_papers_cascade(tmp_path):
     params = yaml.safe_load(out.read_text())
     assert params["cascade"]["distilled_from"] == [
         {f"L{n}": f"L{n + 1}" for n in (11, 10, 9, 8, 7, 6)}]
-    assert params["cascade"]["learns_from"] == [
-        {**{f"L{n}": "L12" for n in (11, 10, 9, 8, 7, 6)}, "L6-trunc": "L12"}]
+    assert schedule.learns_from_of(params) == {
+        **{f"L{n}": "L12" for n in (11, 10, 9, 8, 7, 6)}, "L6-trunc": "L12"}
+    assert params["cascade"]["plain_from"] == [{"L6-plain": "L6-trunc"}]
     assert params["teacher"]["name"] == "bert-base-multilingual-cased"
     assert len(params["data"]["languages"]) == 15
     assert params["finetune"]["lr"] == 2e-5 and params["finetune"]["epochs"] == 3
-    assert params["data"]["distill_corpus"] == "translated_train"
+    # general distillation on Wikipedia, 3M sentences shared out by mBERT's smoothing
+    assert params["data"]["distill_corpus"] == "hub" and params["data"]["distill_smoothing"] == 0.7
+    assert params["data"]["distill_hub"]["dataset"] == "wikimedia/wikipedia"
     sizes = params["data"]["sizes"]
-    assert sizes["distill"] == 1334 and sizes["transfer"] == 20000
+    assert sizes["distill"] * 15 == 3_000_000 and sizes["transfer"] == 20000
 
 
 @pytest.mark.parametrize("overrides, objective, transfer, corpus", [
@@ -145,4 +184,10 @@ def test_hand_edited_schedule_is_refused():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["cascade"]["steps"] = 1
     with pytest.raises(ConfigError, match="do not match"):
+        schedule.check_params(params)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["cascade"]["plain_baseline"] = False  # the stored stage list still has it
+    with pytest.raises(ConfigError, match=r"^params.yaml: cascade.plain_from do not match "
+                                          r"cascade.student_layers=3, cascade.plain_baseline="
+                                          r"False; edit conf/"):
         schedule.check_params(params)

@@ -7,7 +7,11 @@ import pandas as pd
 from .schedule import STORED
 
 SUMMARY = "reports/summary.json"
-HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "distill_gain")
+# the metrics pooled over seeds; plain_avg and gain_vs_plain are absent from a run without the
+# plain baseline (cascade.plain_baseline: false): pooled over the seeds that have them
+HEADLINE = ("student_avg", "teacher_avg", "truncated_avg", "plain_avg", "distill_gain",
+            "gain_vs_plain")
+GAINS = ("distill_gain", "gain_vs_plain")  # student minus each baseline
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
@@ -49,6 +53,7 @@ def experiments(shown: list) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table[list(HEADLINE)] = table[list(HEADLINE)].apply(pd.to_numeric)  # absent: NaN
     # a commit and the experiment it was made from hold the same run: count it once
     return table.drop_duplicates([c for c in table.columns if c not in ("name", "rev")])
 

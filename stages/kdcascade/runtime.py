@@ -40,17 +40,35 @@ def seed_of(params: dict) -> int:
 
 def check_writable(*paths) -> None:
     """Fail before any work, naming the path, if an output cannot be written (a stage used to
-    find out only when saving, after all its training). None entries are skipped."""
+    find out only when saving, after all its training). None entries are skipped.
+
+    Each folder the output is written from gets a probe folder created and removed at once:
+    permission bits say yes where the file system refuses (/proc, a read-only mount, root
+    without rights on a network share)."""
     for path in (Path(p) for p in paths if p is not None):
         target = path.absolute()
         existing = next(p for p in (target, *target.parents) if p.exists())
         if not existing.is_dir():
             what = "it" if existing == target else existing
             raise ConfigError(f"{path}: cannot be written: {what} is not a folder")
-        # an existing output is replaced from its parent (atomic_dir): both must be writable
+        # an existing output is replaced from its parent (atomic_dir): both must take new files
         for folder in (existing, existing.parent) if existing == target else (existing,):
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise ConfigError(f"{path}: cannot be written: no write permission in {folder}")
+            refusal = probe(folder)
+            if refusal:
+                raise ConfigError(f"{path}: cannot be written: {folder} refuses new files "
+                                  f"({refusal})")
+
+
+def probe(folder: Path) -> str | None:
+    """Why `folder` refuses a new entry (None if it takes one): a folder made and removed."""
+    try:
+        made = tempfile.mkdtemp(prefix=".write-probe-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.rmdir(made)
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -105,9 +123,16 @@ def atomic_dir(path: Path):
 
 
 def main(run) -> None:
-    """Run a stage; bad input ends it with one line naming what is wrong, and exit status 2."""
+    """Run a stage; bad input ends it with one line naming what is wrong, and exit status 2, and
+    so does a file the file system refuses to read or write (naming it) where no check could
+    tell before."""
     try:
         run()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         sys.exit(2)

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from .errors import ConfigError
+from .schedule import TRANSFER_MODELS
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # ONNX Runtime's dynamic quantisation: the type the weights are stored in (activations are
@@ -72,8 +73,6 @@ def check_soft_labels(cfg: dict) -> tuple[float, float]:
     return float(weight), float(temperature)
 
 
-TRANSFER_MODELS = ("all", "distilled")
-
 
 def check_transfer(cfg: dict) -> tuple[float, str]:
     """(weight, models) of finetune.transfer; weight 0 turns it off."""
@@ -86,13 +85,6 @@ def check_transfer(cfg: dict) -> tuple[float, str]:
         raise ConfigError(f"finetune.transfer.models={models!r}: expected one of "
                           f"{', '.join(TRANSFER_MODELS)}")
     return float(weight), models
-
-
-def takes_transfer(models: str, distilled: bool) -> bool:
-    """Whether a model fine-tunes on the transfer pairs (or with intermediate-layer terms):
-    `all` gives them to the truncated baseline too (the same fine-tuning for every model),
-    `distilled` to the distilled ones only."""
-    return models == "all" or distilled
 
 
 def check_intermediate(cfg: dict) -> tuple[list, str]:
@@ -110,6 +102,22 @@ def check_intermediate(cfg: dict) -> tuple[list, str]:
     return objectives, models
 
 
+def teacher_signals(cfg: dict, logits: bool, transfer: bool, intermediate: bool) -> dict:
+    """Which of the fine-tuned teacher's signals a model learns besides the labels, from the
+    finetune section and what its stage is given: `logits` (a folder of the teacher's logits),
+    `transfer` and `intermediate` (whether finetune.transfer and .intermediate apply to it:
+    cascade.learns_from). Returns {soft_labels: its logits on the labeled rows (weight > 0),
+    transfer: its logits on the transfer pairs (weight > 0), intermediate: its hidden states
+    (objectives listed)}; all false for a model given none of them (the teacher, the plain
+    baseline): plain cross-entropy on the labels."""
+    soft_weight, _ = check_soft_labels(cfg)
+    transfer_weight, _ = check_transfer(cfg)
+    terms, _ = check_intermediate(cfg)
+    return {"soft_labels": logits and soft_weight > 0,
+            "transfer": logits and transfer and transfer_weight > 0,
+            "intermediate": intermediate and bool(terms)}
+
+
 def check_export_params(cfg: dict) -> str:
     """The export section: a non-empty list of model names or roles, the quantisation mode
     (returned) and whether weights get a scale per output channel."""
@@ -117,7 +125,7 @@ def check_export_params(cfg: dict) -> str:
     if (not isinstance(items, list) or not items or len(set(map(str, items))) != len(items)
             or not all(isinstance(x, str) for x in items)):
         raise ConfigError(f"export.models={items!r}: expected a non-empty list of distinct "
-                          "model names or roles (student, truncated, teacher)")
+                          "model names or roles (student, truncated, plain, teacher)")
     mode = cfg.get("quantization")
     if mode not in QUANTIZATIONS:
         raise ConfigError(f"export.quantization={mode!r}: expected one of "
@@ -137,7 +145,7 @@ SEEN_SPLITS = ("train", "dev", "distill", "transfer")
 def seen_splits(prepared) -> list[Path]:
     """The files of SEEN_SPLITS in a prepared folder (export.vocabulary: seen); none is an
     error."""
-    paths = [Path(prepared) / f"{split}.parquet" for split in SEEN_SPLITS]
+    paths = [Path(prepared) / f"{split}.arrow" for split in SEEN_SPLITS]
     paths = [p for p in paths if p.is_file()]
     if not paths:
         raise ConfigError(f"{prepared}: no {', '.join(SEEN_SPLITS)} split to take the "
