@@ -45,7 +45,7 @@ def run():
         summary["distill"] = data.write_sentences(data.split_path(tmp, "distill"),
                                                   corpus.sentences(), tokenizer, d["max_length"])
         seconds = time.perf_counter() - start
-        transfer = sources.transfer_pairs(d, data.read_split(tmp, "distill"), seed, memo)
+        transfer = sources.transfer_pairs(d, data.split_path(tmp, "distill"), seed, memo)
         summary["transfer"] = data.write_pairs(data.split_path(tmp, "transfer"), transfer,
                                                tokenizer, d["max_length"])
         runtime.write_json(tmp / "summary.json", summary)

@@ -226,3 +226,10 @@ def test_sentences_stream_into_their_file_a_batch_at_a_time(tmp_path, minilm_pat
     # truncation counted exactly: rows with tokens left over, not rows of max_length tokens
     full = [len(tokenizer(f"sentence {i} " * (i + 1))["input_ids"]) for i in range(11)]
     assert summary["truncation_rate"] == round(sum(n > 16 for n in full) / 11, 4)
+    # transfer pairs from the distillation split's file: two sentences of one language each
+    pairs = sources.transfer_pairs({"transfer_corpus": "distill", "sizes": {"transfer": 2}},
+                                   tmp_path / "distill.arrow", 0)
+    assert pairs.groupby("language").size().to_dict() == {"de": 2, "en": 2}
+    for row in pairs.itertuples():
+        assert int(row.premise.split()[1]) % 2 == int(row.hypothesis.split()[1]) % 2 == (
+            row.language == "en")

@@ -122,8 +122,7 @@ def distill_corpus(d: dict, train: pd.DataFrame | None, seed: int,
 TRANSFER = ("none", "translated_train", "distill")
 
 
-def transfer_pairs(d: dict, distill: data.Rows | None, seed: int,
-                   memo: dict | None = None) -> pd.DataFrame:
+def transfer_pairs(d: dict, distill, seed: int, memo: dict | None = None) -> pd.DataFrame:
     """Unlabeled NLI-shaped pairs (language, premise, hypothesis) in the test languages, on which
     a distilled model learns the fine-tuned teacher's predictions (finetune.transfer_weight).
 
@@ -132,7 +131,8 @@ def transfer_pairs(d: dict, distill: data.Rows | None, seed: int,
       `translated_train`: XNLI's machine-translated train pairs of every data.languages (local or
         hub; the synthetic source generates its own pairs in each language), labels dropped;
       `distill`: two unrelated sentences of the same language from the prepared distillation
-        split (`distill`: its rows, memory-mapped; only the paired sentences are read).
+        split (`distill`: its file, opened only here, or its data.Rows; only the paired
+        sentences are read).
     data.sizes.transfer: pairs per language (null = all).
     """
     corpus, n = d.get("transfer_corpus", "none"), _size(d, "transfer")
@@ -158,6 +158,7 @@ def transfer_pairs(d: dict, distill: data.Rows | None, seed: int,
     if corpus != "distill":
         raise ConfigError(f"data.transfer_corpus={corpus!r}: expected one of {', '.join(TRANSFER)}")
     rng = np.random.default_rng(seed + SPLIT_SEED_OFFSET["transfer"])
+    distill = distill if isinstance(distill, data.Rows) else data.Rows.open(distill)
     table = distill.table()
     text = table.column("sentence")
     parts = []
