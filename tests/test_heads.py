@@ -77,7 +77,7 @@ def test_soft_labels_from_a_finetuned_teacher(minilm_path, accelerator):
             settings.check_transfer({"transfer": bad})
     assert settings.check_transfer({}) == (0.0, "all")
     # the truncated baseline (not distilled) gets the pairs unless models=distilled
-    assert [schedule.takes_transfer(models, distilled) for models in ("all", "distilled")
+    assert [schedule.setting_applies(models, distilled) for models in ("all", "distilled")
             for distilled in (True, False)] == [True, True, True, False]
 
 

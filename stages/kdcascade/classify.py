@@ -9,6 +9,7 @@ from . import data, heads, models, settings
 from .batching import plan_for
 from .errors import ConfigError
 from .labels import LABEL_IDS, LABELS
+from .losses import logits_kl
 from .objectives import Objective, check_terms
 from .training import Trainer, run_training
 
@@ -114,10 +115,7 @@ class FinetuneModule(torch.nn.Module):
         # logged weighted, so the terms add up to the loss
         terms = {"cross_entropy": (1 - self.weight) * ce}
         if self.soft:
-            t = self.temperature
-            kl = F.kl_div(F.log_softmax(logits / t, -1),
-                          F.log_softmax(batch["teacher_logits"].float() / t, -1),
-                          reduction="none", log_target=True).sum(-1) * t**2
+            kl = logits_kl(logits, batch["teacher_logits"], self.temperature, per_row=True)
             terms["soft_label_kl"] = self.weight * kl * labeled
             if self.transfer > 0:
                 terms["transfer_kl"] = self.transfer * kl * (1 - labeled)

@@ -134,8 +134,9 @@ def attention_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor, ma
 
 @register_loss("logits_kl", feature="logits", unit="example")
 def logits_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
-              scale_by_t2: bool = True) -> torch.Tensor:
-    """Hinton soft-label loss KL(softmax(t/T) || softmax(s/T)), 'batchmean' (sum / B).
+              scale_by_t2: bool = True, per_row: bool = False) -> torch.Tensor:
+    """Hinton soft-label loss KL(softmax(t/T) || softmax(s/T)), 'batchmean' (sum / B), or one
+    value per row (fine-tuning weighs labeled rows and transfer pairs apart).
 
     Multiplied by T^2 when scale_by_t2 (Hinton et al. 2015 / DistilBERT), keeping gradient
     magnitudes independent of T.
@@ -144,7 +145,8 @@ def logits_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
         raise ValueError(f"temperature must be > 0, got {temperature}")
     s, t = _prep(student_logits, teacher_logits)
     log_ps, log_pt = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
-    loss = F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True)
+    rows = F.kl_div(log_ps, log_pt, reduction="none", log_target=True).sum(-1)
+    loss = rows if per_row else rows.sum() / len(rows)
     return loss * temperature**2 if scale_by_t2 else loss
 
 

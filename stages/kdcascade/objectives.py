@@ -15,7 +15,7 @@ from . import capture
 from .errors import ConfigError
 from .losses import Projection, get_loss
 
-MAPS = ("shifted", "last", "uniform")
+MAPS = ("shifted", "skip", "last", "uniform")
 RELATIONS = ("query", "key", "value")
 # what the capturing attention kernel must record for each feature
 RECORDS = {"attention": "probs", "attention_scores": "scores", "qkv": "qkv"}

@@ -77,9 +77,9 @@ def models(teacher_layers: int, student_layers: int, steps: int,
 LABELS_ONLY = ("teacher", "plain")
 
 
-def students(teacher_layers: int, student_layers: int, steps: int) -> dict[str, dict]:
-    """The models that may learn the fine-tuned teacher's signals: assistants, student and the
-    truncated baseline (not the plain baseline, which learns the labels alone)."""
+def learners(teacher_layers: int, student_layers: int, steps: int) -> dict[str, dict]:
+    """The models that may learn a fine-tuned model's signals: assistants, student and the
+    truncated baseline (not the teacher nor the plain baseline, which learn the labels alone)."""
     return {name: m for name, m in models(teacher_layers, student_layers, steps, False).items()
             if m["role"] not in LABELS_ONLY}
 
@@ -101,15 +101,15 @@ def learns_from(teacher_layers: int, student_layers: int, steps: int,
     teacher = model_name(teacher_layers)
     steps_ = distill_steps(teacher_layers, student_layers, steps)
     return {name: steps_[name]["from"] if logits_from == "predecessor" and name in steps_
-            else teacher for name in students(teacher_layers, student_layers, steps)}
+            else teacher for name in learners(teacher_layers, student_layers, steps)}
 
 
 TRANSFER_MODELS = ("all", "distilled")  # finetune.transfer.models, finetune.intermediate.models
 
 
-def takes_transfer(models: str, distilled: bool) -> bool:
-    """Whether a model fine-tunes on the transfer pairs (or with intermediate-layer terms):
-    `all` gives them to the truncated baseline too (the same fine-tuning for every model),
+def setting_applies(models: str, distilled: bool) -> bool:
+    """Whether finetune.transfer or finetune.intermediate, whose `models` is given, applies to a
+    model: `all` to the truncated baseline too (the same fine-tuning for every model),
     `distilled` to the distilled ones only."""
     return models == "all" or distilled
 
@@ -131,8 +131,8 @@ def fine_tuning(teacher_layers: int, student_layers: int, steps: int, logits_fro
     check_models_setting(intermediate_models, "finetune.intermediate.models")
     distilled = distill_steps(teacher_layers, student_layers, steps)
     return {name: {"logits": source,
-                   "transfer": takes_transfer(transfer_models, name in distilled),
-                   "intermediate": takes_transfer(intermediate_models, name in distilled)}
+                   "transfer": setting_applies(transfer_models, name in distilled),
+                   "intermediate": setting_applies(intermediate_models, name in distilled)}
             for name, source in learns_from(teacher_layers, student_layers, steps,
                                             logits_from).items()}
 
